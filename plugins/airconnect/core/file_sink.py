@@ -1,0 +1,189 @@
+"""File sink: appends each record's payload as one line (Kafka Connect's FileStreamSinkConnector,
+made exactly-once).
+
+Offsets (one Variable, Connect's shapes): per topic-partition
+``{"kafka_topic", "kafka_partition"}`` -> ``{"kafka_offset": next offset}``, and for the file
+``{"filename": <path>}`` -> ``{"position": <length after the last checkpoint>}``.
+
+How a crash never writes a line twice: a checkpoint (1) fsyncs the file, (2) saves the file
+length together with the Kafka offsets in the Variable, (3) commits the offsets to the
+consumer group ``connect-<name>`` (for Kafka's lag tools). A run that died after writing but
+before (2) left bytes past the saved length: the next run truncates the file back to the
+saved length and reads again from the saved offsets, so those lines are written once.
+Only committed records are read (``isolation.level=read_committed``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, register
+from airconnect.core.converters import payload_text
+from airconnect.core.errors import ConfigError, DataError
+from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, committed_group_offsets, read_to_end
+from airconnect.core.offsets import KeyValueStore, Offsets
+from airconnect.core.progress import Progress
+
+log = logging.getLogger(__name__)
+
+WRITE_BUFFER: Final = 1 << 20
+
+FILE_SINK = register(ConnectorClass(
+    name="airconnect.FileSink",
+    kind="sink",
+    aliases=(
+        "org.apache.kafka.connect.file.FileStreamSinkConnector",
+        "FileStreamSinkConnector",
+        "FileStreamSink",
+        "airconnect.core.file_sink.FileSink",
+    ),
+    keys=(
+        Key("file", "path", doc="The file to append each record's payload to; relative paths are under $AIRCONNECT_DATA_DIR."),
+        Key("topics", "list", doc="Comma-separated topics to read."),
+        Key("checkpoint.records", "int", 50000, "Records between checkpoints (fsync + offsets).", minimum=1),
+    ),
+    doc="Appends each record's payload to a file, one line per record.",
+))
+
+
+def group_id(connector: str) -> str:
+    """Kafka Connect's consumer group for a sink connector."""
+    return f"connect-{connector}"
+
+
+@dataclass
+class FileSinkResult:
+    connector: str
+    file: str
+    records: int = 0
+    bytes: int = 0
+    skipped_null: int = 0
+    truncated_bytes: int = 0
+    seconds: float = 0.0
+    offsets: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class FileSink:
+    """Appends the payload of every new committed record of ``topics`` to ``file``."""
+
+    def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any]):
+        if config.cls is not FILE_SINK:
+            raise ConfigError(f"is {config.cls.name}, not a file sink", connector=config.name, key="connector.class")
+        if config["tasks.max"] != 1:
+            raise ConfigError("must be 1: a local file is written by one task", connector=config.name, key="tasks.max")
+        self.config = config
+        self.name = config.name
+        self.path: str = config["file"]
+        self.topics: list[str] = config["topics"]
+        self.checkpoint_records: int = config["checkpoint.records"]
+        self.offsets = Offsets(store, config.name)
+        self.kafka = dict(kafka)
+        self.group = group_id(config.name)
+        self.file_partition = {"filename": self.path}
+
+    def _start_offsets(self) -> dict[str, dict[int, int]]:
+        starts: dict[str, dict[int, int]] = {t: {} for t in self.topics}
+        for partition, offset in self.offsets.items():
+            topic = partition.get("kafka_topic")
+            if topic in starts:
+                p = partition.get("kafka_partition")
+                value = offset.get("kafka_offset")
+                if isinstance(p, bool) or not isinstance(p, int) or isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise self.offsets._fail(f"partition {partition} has offset {offset}; expected {{'kafka_offset': n >= 0}}")
+                starts[topic][p] = value
+        for topic, parts in starts.items():  # no Variable entry yet: the consumer group's commits
+            if not parts:
+                parts.update(committed_group_offsets(self.kafka, self.group, topic))
+        return starts
+
+    def _recover_file(self, result: FileSinkResult) -> int:
+        """Bring the file back to the length of the last checkpoint; return that length."""
+        saved = self.offsets.get_int(self.file_partition, "position")
+        size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
+        if saved is None:
+            return size
+        if size > saved:
+            log.warning(
+                "connector '%s': %s has %d bytes past the last checkpoint, written by a run that did not finish; "
+                "removing them (their records are read again, so each line is written once)",
+                self.name, self.path, size - saved,
+            )
+            with open(self.path, "r+b") as f:
+                f.truncate(saved)
+                os.fsync(f.fileno())
+            result.truncated_bytes = size - saved
+            return saved
+        if size < saved:
+            log.warning(
+                "connector '%s': %s is shorter than at the last checkpoint (%d < %d bytes): it was truncated or "
+                "replaced outside airconnect. Appending new records to it; records already written are not written again.",
+                self.name, self.path, size, saved,
+            )
+        return size
+
+    def run(self) -> FileSinkResult:
+        result = FileSinkResult(self.name, self.path)
+        progress = Progress(log, f"connector '{self.name}' ({', '.join(self.topics)} -> {self.path})")
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        length = self._recover_file(result)
+        starts = self._start_offsets()
+        partitions: dict[tuple[str, int], PartitionProgress] = {}
+        buf = bytearray()
+        since_checkpoint = 0
+        with open(self.path, "ab") as f:
+            def checkpoint() -> None:
+                nonlocal since_checkpoint, length
+                if buf:
+                    f.write(buf)
+                    buf.clear()
+                f.flush()
+                os.fsync(f.fileno())
+                length = f.tell()
+                for (topic, p), pp in partitions.items():
+                    self.offsets.put({"kafka_topic": topic, "kafka_partition": p}, {"kafka_offset": pp.next_offset})
+                self.offsets.put(self.file_partition, {"position": length})
+                self.offsets.save()
+                commit_group_offsets(self.kafka, self.group, {k: pp.next_offset for k, pp in partitions.items()})
+                since_checkpoint = 0
+
+            for msg in read_to_end(self.kafka, starts, group_id=self.group, progress=partitions):
+                try:
+                    text = payload_text(msg.value())
+                except DataError as exc:
+                    partitions[(msg.topic(), msg.partition())].next_offset = msg.offset()  # stay before it
+                    checkpoint()
+                    raise DataError(
+                        f"connector '{self.name}': record {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc}. "
+                        f"Records before it were written; the offset stays at {msg.offset()}."
+                    ) from None
+                if text is None:
+                    result.skipped_null += 1
+                else:
+                    line = text.encode("utf-8") + b"\n"
+                    buf += line
+                    result.bytes += len(line)
+                    if len(buf) >= WRITE_BUFFER:
+                        f.write(buf)
+                        buf.clear()
+                result.records += 1
+                since_checkpoint += 1
+                if since_checkpoint >= self.checkpoint_records:
+                    checkpoint()
+                    progress.add(self.checkpoint_records)
+            moved = any(pp.next_offset != pp.start for pp in partitions.values())
+            if moved or buf or self.offsets.get(self.file_partition) is None or result.truncated_bytes:
+                checkpoint()
+        progress.count = result.records
+        progress.done()
+        result.seconds = round(progress.seconds, 3)
+        result.offsets = {f"{t}[{p}]": pp.next_offset for (t, p), pp in partitions.items()}
+        if result.skipped_null:
+            log.info("connector '%s': %d records had no value (tombstones) and wrote no line", self.name, result.skipped_null)
+        return result

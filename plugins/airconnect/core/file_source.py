@@ -1,0 +1,253 @@
+"""File source: each complete line of a growing text file becomes one record (Kafka Connect's
+FileStreamSourceConnector, made exactly-once and byte-accurate).
+
+Offsets: partition ``{"filename": <path>}`` -> ``{"position": <bytes>, "inode": n, "tail_sha1": h}``.
+``position`` is a byte offset (Connect's own source counts characters and drifts on non-ASCII
+text); ``inode`` and ``tail_sha1`` (of up to 64 bytes before the position) detect a file that
+was replaced or rewritten. Only ``position`` is required, so Connect's offsets load as they are.
+
+Delivery: each batch is one Kafka transaction carrying its records and its new position (see
+:class:`~airconnect.core.kafka_client.SourceWriter`); the Variable is set after the commit.
+A last line without its newline waits for the next run. Lines end with ``\\n``; a ``\\r``
+before it (CRLF) is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, register
+from airconnect.core.converters import StringValueWriter
+from airconnect.core.errors import ConfigError, DataError
+from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
+from airconnect.core.offsets import KeyValueStore, Offsets
+from airconnect.core.progress import Progress
+
+log = logging.getLogger(__name__)
+
+TAIL_BYTES: Final = 64
+READ_CHUNK: Final = 1 << 20
+
+FILE_SOURCE = register(ConnectorClass(
+    name="airconnect.FileSource",
+    kind="source",
+    aliases=(
+        "org.apache.kafka.connect.file.FileStreamSourceConnector",
+        "FileStreamSourceConnector",
+        "FileStreamSource",
+        "airconnect.core.file_source.FileSource",
+    ),
+    keys=(
+        Key("file", "path", doc="The file to read; relative paths are under $AIRCONNECT_DATA_DIR."),
+        Key("topic", "topic", doc="The topic to write each line to."),
+        Key("batch.size", "int", 10000, "Lines per Kafka transaction (one offset commit per batch).", minimum=1),
+    ),
+    doc="Reads a growing text file, one record per line.",
+))
+
+
+def _check_tasks(cfg: ConnectorConfig) -> None:
+    if cfg["tasks.max"] != 1:
+        raise ConfigError("must be 1: a local file is read by one task (as in Kafka Connect)", connector=cfg.name, key="tasks.max")
+
+
+@dataclass
+class FileSourceResult:
+    connector: str
+    file: str
+    topic: str
+    records: int = 0
+    bytes: int = 0
+    batches: int = 0
+    from_position: int = 0
+    to_position: int = 0
+    reset: str | None = None
+    recovered: bool = False
+    waiting_partial_line: bool = False
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d.pop("extra")
+        d.update(self.extra)
+        return d
+
+
+def _tail_sha1(f: Any, position: int) -> str:
+    start = max(0, position - TAIL_BYTES)
+    f.seek(start)
+    return hashlib.sha1(f.read(position - start)).hexdigest()
+
+
+def change_reason(path: str, offset: Mapping[str, Any] | None) -> str | None:
+    """Why the file has something new to read compared with ``offset``, or ``None``.
+
+    Used by the sensor and its trigger: cheap (one ``stat``), no reading.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    position = int((offset or {}).get("position", 0))
+    inode = (offset or {}).get("inode")
+    if inode is not None and st.st_ino != inode:
+        return "replaced"
+    if st.st_size < position:
+        return "truncated"
+    if st.st_size > position:
+        return "grew"
+    return None
+
+
+class FileSource:
+    """Reads new complete lines of ``file`` and delivers them to ``topic`` exactly once."""
+
+    def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any]):
+        if config.cls is not FILE_SOURCE:
+            raise ConfigError(f"is {config.cls.name}, not a file source", connector=config.name, key="connector.class")
+        _check_tasks(config)
+        self.config = config
+        self.name = config.name
+        self.path: str = config["file"]
+        self.topic: str = config["topic"]
+        self.batch_size: int = config["batch.size"]
+        self.to_value = StringValueWriter(config["value.converter"], config["value.converter.schemas.enable"])
+        self.offsets = Offsets(store, config.name)
+        self.kafka = dict(kafka)
+        self.partition = {"filename": self.path}
+
+    def stored_offset(self) -> dict[str, Any] | None:
+        offset = self.offsets.get(self.partition)
+        if offset is not None:
+            self.offsets.get_int(self.partition, "position")  # validates the shape
+            inode = offset.get("inode")
+            if inode is not None and (isinstance(inode, bool) or not isinstance(inode, int)):
+                raise self.offsets._fail(f"partition {{'filename': {self.path!r}}} has inode={inode!r}; expected an integer")
+        return offset
+
+    def run(self) -> FileSourceResult:
+        result = FileSourceResult(self.name, self.path, self.topic)
+        stored = self.stored_offset()
+        if not os.path.exists(self.path):
+            log.warning("connector '%s': the file %s does not exist (yet); nothing to read", self.name, self.path)
+            pos = int((stored or {}).get("position", 0))
+            result.from_position = result.to_position = pos
+            result.extra["missing_file"] = True
+            return result
+        admin = Admin(self.kafka)
+        admin.ensure_topic(self.topic)
+        admin.ensure_offsets_topic()
+        writer = SourceWriter(self.kafka, self.name)
+        key = journal_key(self.name, self.partition)
+        progress = Progress(log, f"connector '{self.name}' ({self.path} -> {self.topic})", unit="lines")
+        try:
+            offset = writer.recover(key, stored)
+            if offset != stored:
+                log.warning(
+                    "connector '%s': the previous run committed up to byte %s but died before saving it; "
+                    "resuming from there (nothing is sent twice)", self.name, (offset or {}).get("position"),
+                )
+                result.recovered = True
+                self._save(offset)
+            self._read(writer, key, offset, result, progress)
+        finally:
+            writer.close()
+        progress.done()
+        result.seconds = round(progress.seconds, 3)
+        return result
+
+    def _save(self, offset: Mapping[str, Any] | None) -> None:
+        if offset is None:
+            return
+        self.offsets.put(self.partition, offset)
+        self.offsets.save()
+
+    def _read(self, writer: SourceWriter, key: bytes, offset: dict[str, Any] | None,
+              result: FileSourceResult, progress: Progress) -> None:
+        with open(self.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            position = int((offset or {}).get("position", 0))
+            reason = None
+            if offset is not None:
+                if offset.get("inode") is not None and offset["inode"] != st.st_ino:
+                    reason = f"the file was replaced (inode {offset['inode']} -> {st.st_ino})"
+                elif st.st_size < position:
+                    reason = f"the file shrank below the stored position ({st.st_size} < {position} bytes)"
+                elif offset.get("tail_sha1") and position > 0 and _tail_sha1(f, position) != offset["tail_sha1"]:
+                    reason = f"the bytes before position {position} changed (the file was rewritten)"
+            if reason:
+                log.warning("connector '%s': %s; reading %s again from its start", self.name, reason, self.path)
+                result.reset = reason
+                position = 0
+            result.from_position = result.to_position = position
+            end = st.st_size  # bounded: lines appended during this run wait for the next one
+            f.seek(position)
+            previous = offset
+            batch: list[bytes] = []
+            batch_start = position
+            pending = b""
+            pos = position  # byte position just after the last complete line seen
+            while pos + len(pending) < end:
+                chunk = f.read(min(READ_CHUNK, end - pos - len(pending)))
+                if not chunk:
+                    break
+                data = pending + chunk
+                start = 0
+                while True:
+                    nl = data.find(b"\n", start)
+                    if nl < 0:
+                        break
+                    line = data[start:nl]
+                    if line.endswith(b"\r"):
+                        line = line[:-1]
+                    try:
+                        text = line.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        bad_at = pos  # data[start] is at byte pos of the file
+                        if batch:
+                            previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result, progress)
+                        raise DataError(
+                            f"connector '{self.name}': the line at byte {bad_at} of {self.path} is not valid UTF-8 "
+                            f"(byte {bad_at + exc.start}: {exc.reason}). The {result.records} lines before it were delivered; "
+                            f"the stored position stays at byte {bad_at}."
+                        ) from None
+                    batch.append(self.to_value(text))
+                    result.bytes += nl + 1 - start
+                    pos += nl + 1 - start
+                    start = nl + 1
+                    if len(batch) >= self.batch_size:
+                        previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result, progress)
+                        batch = []
+                        batch_start = pos
+                pending = data[start:]
+            if batch:
+                previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result, progress)
+            elif offset is not None and (reason or offset.get("inode") != st.st_ino or "tail_sha1" not in offset):
+                # Nothing new, but record what the position refers to (a reset, or a Connect-shaped offset).
+                self._save({"position": pos, "inode": st.st_ino, "tail_sha1": _tail_sha1(f, pos)})
+            if pending:
+                result.waiting_partial_line = True
+                log.info("connector '%s': the last %d bytes have no newline yet; they wait for the next run",
+                         self.name, len(pending))
+            result.to_position = pos
+
+    def _commit(self, writer: SourceWriter, key: bytes, f: Any, batch: list[bytes], batch_start: int, pos: int,
+                inode: int, previous: dict[str, Any] | None, result: FileSourceResult, progress: Progress) -> dict[str, Any]:
+        here = f.tell()
+        new = {"position": pos, "inode": inode, "tail_sha1": _tail_sha1(f, pos)}
+        f.seek(here)
+        writer.begin()
+        writer.produce_many(self.topic, batch)
+        writer.commit({key: (new, previous)})
+        self._save(new)
+        result.records += len(batch)
+        result.batches += 1
+        result.to_position = pos
+        progress.add(len(batch))
+        return new

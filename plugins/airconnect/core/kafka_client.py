@@ -1,0 +1,458 @@
+"""The Kafka side of every connector, on confluent-kafka (librdkafka).
+
+- :class:`SourceWriter`: exactly-once delivery for sources. Each batch of records is produced
+  in one Kafka transaction together with the batch's source offset, written to the offsets
+  journal topic (``airconnect-offsets``, the same key shape as Kafka Connect's
+  ``connect-offsets``: ``["<connector>", {partition}]``). Consumers reading with
+  ``isolation.level=read_committed`` see a batch and its offset together, or neither.
+  The journal is what makes the Airflow Variable safe to update *after* the commit: a run that
+  dies between the two is repaired by the next run (see :meth:`SourceWriter.recover`).
+- :func:`read_to_end`: the bounded micro-batch every sink consumes: from its start offsets to
+  the end of each partition as of the run's start, committed records only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from airconnect.core.errors import DataError, KafkaUnavailableError, PermanentError
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC: Final = "airconnect-offsets"
+PREVIOUS_HEADER: Final = "airconnect.previous"
+DEFAULT_TIMEOUT: Final = 30.0
+
+# Keys of a Kafka connection's extra that apply to every client; the rest is ours to set.
+_CLIENT_ONLY: Final = ("group.id", "transactional.id", "enable.auto.commit", "isolation.level")
+
+
+_librdkafka_log = logging.getLogger("airconnect.librdkafka")
+
+_RETRIABLE_CODES: Final = frozenset({
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._WAIT_COORD, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
+})
+
+
+def client_config(conn: Mapping[str, Any]) -> dict[str, Any]:
+    """The common part of a Kafka connection's config (``bootstrap.servers``, security, ...)."""
+    if not conn.get("bootstrap.servers"):
+        raise PermanentError("the Kafka connection has no 'bootstrap.servers'")
+    cfg = {k: v for k, v in conn.items() if k not in _CLIENT_ONLY}
+    cfg.setdefault("logger", _librdkafka_log)  # librdkafka's own lines go to the task log, not stderr
+    return cfg
+
+
+def with_retries(fn: Callable[[], Any], conn: Mapping[str, Any], doing: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """Call ``fn``, retrying Kafka's transient coordinator/leader errors for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        try:
+            return fn()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            transient = err is not None and (err.code() in _RETRIABLE_CODES or err.retriable())
+            if not transient or time.monotonic() + delay > deadline:
+                raise kafka_error(exc, conn, doing) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _describe(conn: Mapping[str, Any]) -> str:
+    return str(conn.get("bootstrap.servers"))
+
+
+def kafka_error(exc: BaseException, conn: Mapping[str, Any], doing: str) -> Exception:
+    """Map a librdkafka error to airconnect's hierarchy, with a message that says what failed."""
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        return DataError(f"{doing}: a record is larger than the broker accepts ({err.str()})")
+    detail = err.str() if err is not None else str(exc)
+    return KafkaUnavailableError(f"{doing}: Kafka at {_describe(conn)} failed: {detail}")
+
+
+class Admin:
+    """Topic checks and creation."""
+
+    def __init__(self, conn: Mapping[str, Any]):
+        self.conn = dict(conn)
+        self.client = AdminClient(client_config(conn))
+
+    def topics(self, timeout: float = 15.0) -> dict[str, int]:
+        """Topic name -> partition count."""
+        try:
+            md = self.client.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"Kafka at {_describe(self.conn)} did not answer within {timeout:.0f} s ({exc.args[0].str() if exc.args else exc}); "
+                "is the broker running? (scripts/stack.sh start kafka)"
+            ) from None
+        return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
+
+    def broker_count(self) -> int:
+        try:
+            return len(self.client.list_topics(timeout=15).brokers)
+        except KafkaException as exc:
+            raise kafka_error(exc, self.conn, "listing brokers") from None
+
+    def ensure_topic(self, topic: str, *, partitions: int = 1, config: Mapping[str, str] | None = None) -> int:
+        """Create ``topic`` if it is missing (broker-default replication); return its partition count."""
+        existing = self.topics()
+        if topic in existing:
+            return existing[topic]
+        futures = self.client.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=-1, config=dict(config or {}))],
+            operation_timeout=15, request_timeout=15,
+        )
+        try:
+            futures[topic].result()
+            log.info("created topic %s (%d partition(s))", topic, partitions)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise kafka_error(exc, self.conn, f"creating topic {topic}") from None
+        for _ in range(50):  # metadata propagates asynchronously
+            if topic in self.topics():
+                break
+            time.sleep(0.1)
+        return self.topics().get(topic, partitions)
+
+    def ensure_offsets_topic(self) -> None:
+        self.ensure_topic(
+            OFFSETS_TOPIC, partitions=1,
+            config={"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
+        )
+
+    def topic_config(self, topic: str) -> dict[str, str]:
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        try:
+            found = self.client.describe_configs([res])[res].result(timeout=15)
+        except KafkaException as exc:
+            raise kafka_error(exc, self.conn, f"describing topic {topic}") from None
+        return {k: v.value for k, v in found.items()}
+
+
+def journal_key(connector: str, partition: Mapping[str, Any]) -> bytes:
+    """Kafka Connect's offset key: ``["<connector>",{partition}]``."""
+    return json.dumps([connector, dict(partition)], separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def read_journal(conn: Mapping[str, Any], connector: str, timeout: float = DEFAULT_TIMEOUT) -> dict[bytes, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """The newest committed journal entry per partition key of ``connector``: key -> (offset, previous)."""
+    prefix = json.dumps([connector], separators=(",", ":"), ensure_ascii=False)[:-1].encode() + b","
+    found: dict[bytes, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
+    for msg in read_to_end(conn, {OFFSETS_TOPIC: None}, group_id=None, timeout=timeout):
+        key = msg.key()
+        if not key or not key.startswith(prefix):
+            continue
+        value = json.loads(msg.value()) if msg.value() is not None else None
+        previous = None
+        for name, raw in msg.headers() or ():
+            if name == PREVIOUS_HEADER and raw is not None:
+                previous = json.loads(raw)
+        found[key] = (value, previous)
+    return found
+
+
+class SourceWriter:
+    """Produces a source's batches transactionally, each with its offset in the journal.
+
+    ``transactional.id`` is ``airconnect-<connector>``: starting a new writer fences any older
+    one (a zombie from a run that was thought dead) and aborts its open transaction, so records
+    of a batch whose offset was never committed are never read by read_committed consumers.
+    """
+
+    def __init__(self, conn: Mapping[str, Any], connector: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 extra: Mapping[str, Any] | None = None):
+        self.conn = dict(conn)
+        self.connector = connector
+        self.timeout = timeout
+        cfg = client_config(conn)
+        cfg.update({
+            "transactional.id": f"airconnect-{connector}",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 200000,
+            "queue.buffering.max.kbytes": 262144,
+            "message.max.bytes": 16 * 1024 * 1024,
+            "transaction.timeout.ms": 120000,
+        })
+        cfg.update(extra or {})
+        self.producer = Producer(cfg)
+        self._in_txn = False
+        self._errors: list[KafkaError] = []
+        try:
+            self.producer.init_transactions(timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"connector '{connector}': could not start a Kafka transaction at {_describe(conn)} within "
+                f"{timeout:.0f} s ({exc.args[0].str() if exc.args else exc}); is the broker running?"
+            ) from None
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._errors.append(err)
+
+    def begin(self) -> None:
+        self._errors.clear()
+        try:
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            raise kafka_error(exc, self.conn, f"connector '{self.connector}': beginning a transaction") from None
+        self._in_txn = True
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
+                headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
+        kwargs: dict[str, Any] = {"on_delivery": self._on_delivery}
+        if headers:
+            kwargs["headers"] = list(headers)
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self.producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                raise kafka_error(exc, self.conn, f"connector '{self.connector}': producing to {topic}") from None
+
+    def produce_many(self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None] | None = None) -> None:
+        produce = self.producer.produce
+        cb = self._on_delivery
+        for i, value in enumerate(values):
+            key = keys[i] if keys is not None else None
+            while True:
+                try:
+                    produce(topic, value, key, on_delivery=cb)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+                except KafkaException as exc:
+                    raise kafka_error(exc, self.conn, f"connector '{self.connector}': producing to {topic}") from None
+
+    def commit(self, offsets: Mapping[bytes, tuple[Mapping[str, Any], Mapping[str, Any] | None]]) -> None:
+        """Write each ``journal key -> (offset, previous offset)`` and commit the transaction."""
+        for key, (offset, previous) in offsets.items():
+            self.produce(
+                OFFSETS_TOPIC, json.dumps(offset, sort_keys=True, separators=(",", ":")).encode(), key,
+                headers=[(PREVIOUS_HEADER, json.dumps(previous, sort_keys=True, separators=(",", ":")).encode())],
+            )
+        try:
+            self.producer.commit_transaction(self.timeout)
+        except KafkaException as exc:
+            self.abort()
+            first = self._errors[0] if self._errors else None
+            if first is not None and first.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise DataError(f"connector '{self.connector}': a record is larger than the broker accepts ({first.str()})") from None
+            raise kafka_error(exc, self.conn, f"connector '{self.connector}': committing a batch (nothing of it was delivered)") from None
+        self._in_txn = False
+        if self._errors:  # cannot happen after a successful commit, but never hide it
+            raise KafkaUnavailableError(f"connector '{self.connector}': {len(self._errors)} record(s) failed: {self._errors[0].str()}")
+
+    def abort(self) -> None:
+        if not self._in_txn:
+            return
+        self._in_txn = False
+        try:
+            self.producer.abort_transaction(self.timeout)
+        except KafkaException as exc:  # the next writer's init_transactions aborts it anyway
+            log.warning("connector '%s': aborting the transaction failed: %s", self.connector, exc)
+
+    def close(self) -> None:
+        self.abort()
+        self.producer.flush(5)
+
+    def recover(self, key: bytes, stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """The offset to resume from, given the Airflow Variable's ``stored`` offset.
+
+        If the journal's newest committed entry for ``key`` was written by a batch that started
+        at ``stored``, that batch reached Kafka but the run died before the Variable was set:
+        resume after it. Otherwise the Variable is right (this also honours a Variable that a
+        person edited on purpose).
+        """
+        entries = read_journal(self.conn, self.connector, self.timeout)
+        if key not in entries:
+            return dict(stored) if stored is not None else None
+        offset, previous = entries[key]
+        if offset is not None and offset != stored and _same(previous, stored):
+            return dict(offset)
+        return dict(stored) if stored is not None else None
+
+
+def _same(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    return (a or None) == (b or None)
+
+
+@dataclass
+class PartitionProgress:
+    """How far a bounded read got in one partition."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int  # the high watermark at the run's start
+    next_offset: int  # where the next run starts
+
+
+def read_to_end(
+    conn: Mapping[str, Any],
+    topics: Mapping[str, Mapping[int, int] | None],
+    *,
+    group_id: str | None,
+    timeout: float = DEFAULT_TIMEOUT,
+    batch_size: int = 10000,
+    progress: dict[tuple[str, int], PartitionProgress] | None = None,
+    on_batch_end: Callable[[], None] | None = None,
+) -> Iterator[Message]:
+    """Yield the committed records of ``topics`` from the given start offsets up to the end of
+    each partition as of the call (a bounded micro-batch).
+
+    ``topics`` maps a topic to ``{partition: start offset}``; a missing partition (or ``None``
+    for the whole topic) starts at the group's committed offset, else at the beginning.
+    ``progress`` (if given) is filled with each partition's start, end and next offset.
+    """
+    cfg = client_config(conn)
+    cfg.update({
+        "group.id": group_id or "airconnect-reader",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "fetch.max.bytes": 52428800,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    })
+    consumer = Consumer(cfg)
+    try:
+        try:
+            md = consumer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"Kafka at {_describe(conn)} did not answer within {timeout:.0f} s "
+                f"({exc.args[0].str() if exc.args else exc}); is the broker running?"
+            ) from None
+        wanted: list[TopicPartition] = []
+        for topic, starts in topics.items():
+            meta = md.topics.get(topic)
+            if meta is None or meta.error is not None:
+                log.info("topic %s does not exist (yet): nothing to read", topic)
+                continue
+            for p in sorted(meta.partitions):
+                wanted.append(TopicPartition(topic, p))
+        if group_id and wanted:
+            found = with_retries(lambda: consumer.committed(wanted, timeout=timeout), conn,
+                                 f"reading the committed offsets of group {group_id}", timeout)
+            committed = {(tp.topic, tp.partition): tp.offset for tp in found}
+        else:
+            committed = {}
+        assign: list[TopicPartition] = []
+        remaining: set[tuple[str, int]] = set()
+        prog = progress if progress is not None else {}
+        for tp in wanted:
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            except KafkaException as exc:
+                raise kafka_error(exc, conn, f"reading the end offsets of {tp.topic}[{tp.partition}]") from None
+            starts = topics.get(tp.topic) or {}
+            start = starts.get(tp.partition)
+            if start is None:
+                c = committed.get((tp.topic, tp.partition), -1001)
+                start = c if c is not None and c >= 0 else low
+            start = max(start, low)  # records below the low watermark were deleted by retention
+            prog[(tp.topic, tp.partition)] = PartitionProgress(tp.topic, tp.partition, start, high, start)
+            if start < high:
+                assign.append(TopicPartition(tp.topic, tp.partition, start))
+                remaining.add((tp.topic, tp.partition))
+        if not assign:
+            return
+        consumer.assign(assign)
+        idle_since = time.monotonic()
+        while remaining:
+            msgs = consumer.consume(batch_size, timeout=0.1)
+            if not msgs:
+                if time.monotonic() - idle_since > timeout:
+                    raise KafkaUnavailableError(
+                        f"no records arrived from Kafka at {_describe(conn)} for {timeout:.0f} s while reading "
+                        + ", ".join(f"{t}[{p}]" for t, p in sorted(remaining))
+                    )
+                continue
+            idle_since = time.monotonic()
+            for msg in msgs:
+                tp_key = (msg.topic(), msg.partition())
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if tp_key in remaining:
+                            remaining.discard(tp_key)
+                            pp = prog[tp_key]
+                            pp.next_offset = max(pp.next_offset, msg.offset())
+                        continue
+                    raise kafka_error(KafkaException(err), conn, f"reading {msg.topic()}[{msg.partition()}]")
+                if tp_key not in remaining:
+                    continue
+                pp = prog[tp_key]
+                if msg.offset() >= pp.end:
+                    remaining.discard(tp_key)
+                    continue
+                pp.next_offset = msg.offset() + 1
+                yield msg
+                if msg.offset() >= pp.end - 1:
+                    remaining.discard(tp_key)
+            if on_batch_end is not None:
+                on_batch_end()
+    finally:
+        consumer.close()
+
+
+def commit_group_offsets(conn: Mapping[str, Any], group_id: str, offsets: Mapping[tuple[str, int], int],
+                         timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Commit ``offsets`` for ``group_id`` (so Kafka's tools show the sink's lag)."""
+    if not offsets:
+        return
+    cfg = client_config(conn)
+    cfg.update({"group.id": group_id, "enable.auto.commit": False})
+    consumer = Consumer(cfg)
+    try:
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        with_retries(lambda: consumer.commit(offsets=tps, asynchronous=False), conn,
+                     f"committing the offsets of group {group_id}", timeout)
+    finally:
+        consumer.close()
+
+
+def committed_group_offsets(conn: Mapping[str, Any], group_id: str, topic: str, timeout: float = DEFAULT_TIMEOUT) -> dict[int, int]:
+    cfg = client_config(conn)
+    cfg.update({"group.id": group_id, "enable.auto.commit": False})
+    consumer = Consumer(cfg)
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        meta = md.topics.get(topic)
+        if meta is None or meta.error is not None:
+            return {}
+        tps = [TopicPartition(topic, p) for p in meta.partitions]
+        found = with_retries(lambda: consumer.committed(tps, timeout=timeout), conn,
+                             f"reading the committed offsets of group {group_id}", timeout)
+        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+    except KafkaException as exc:
+        raise kafka_error(exc, conn, f"reading offsets of group {group_id}") from None
+    finally:
+        consumer.close()
+
+
+__all__ = [
+    "OFFSETS_TOPIC", "OFFSET_BEGINNING", "Admin", "PartitionProgress", "SourceWriter",
+    "commit_group_offsets", "committed_group_offsets", "journal_key", "kafka_error", "read_journal", "read_to_end",
+]

@@ -1,0 +1,117 @@
+"""Offsets in Kafka Connect's shapes, kept in a key-value store (Airflow Variables in production).
+
+One Variable per connector, ``airconnect.offsets.<connector>``, holding the document Kafka
+Connect's offsets API (KIP-875) returns for ``GET /connectors/<name>/offsets``::
+
+    {"offsets": [{"partition": {"filename": "/zaiko/latest.txt"}, "offset": {"position": 156}}]}
+
+Source partitions and offsets mirror Connect's connectors: file ``{"filename"}`` ->
+``{"position"}``; JDBC ``{"table"}`` -> ``{"timestamp", "incrementing"}``; sink partitions are
+``{"kafka_topic", "kafka_partition"}`` -> ``{"kafka_offset"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final, Protocol
+
+from airconnect.core.errors import OffsetError
+
+VARIABLE_PREFIX: Final = "airconnect.offsets."
+
+
+def variable_key(connector: str) -> str:
+    return VARIABLE_PREFIX + connector
+
+
+class KeyValueStore(Protocol):
+    """Where offset documents live: Airflow Variables, or a dict in tests."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+
+class MemoryStore(dict):  # type: ignore[type-arg]
+    """A dict that satisfies :class:`KeyValueStore`; for tests and dry runs."""
+
+    def set(self, key: str, value: str) -> None:
+        self[key] = value
+
+
+def partition_id(partition: Mapping[str, Any]) -> str:
+    """A canonical, hashable form of a partition map."""
+    return json.dumps(partition, sort_keys=True, separators=(",", ":"))
+
+
+class Offsets:
+    """The offsets of one connector: partition map -> offset map, loaded from and saved to a store."""
+
+    def __init__(self, store: KeyValueStore, connector: str):
+        self.store = store
+        self.connector = connector
+        self.key = variable_key(connector)
+        self._entries: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._load()
+
+    def _fail(self, what: str) -> OffsetError:
+        return OffsetError(
+            f"the offsets of connector '{self.connector}' (Airflow Variable '{self.key}') are not usable: {what}. "
+            f"Expected JSON like "
+            '{"offsets": [{"partition": {...}, "offset": {...}}]}; fix the Variable, or delete it to start from the beginning.'
+        )
+
+    def _load(self) -> None:
+        raw = self.store.get(self.key)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return
+        if isinstance(raw, str):
+            try:
+                doc = json.loads(raw)
+            except ValueError as exc:
+                raise self._fail(f"not JSON ({exc})") from None
+        else:
+            doc = raw
+        if not isinstance(doc, dict) or not isinstance(doc.get("offsets"), list):
+            raise self._fail("no 'offsets' list at the top level")
+        for i, entry in enumerate(doc["offsets"]):
+            if not isinstance(entry, dict) or not isinstance(entry.get("partition"), dict):
+                raise self._fail(f"entry {i} has no 'partition' object")
+            offset = entry.get("offset")
+            if offset is not None and not isinstance(offset, dict):
+                raise self._fail(f"entry {i} has an 'offset' that is not an object: {offset!r}")
+            if offset is not None:
+                self._entries[partition_id(entry["partition"])] = (entry["partition"], offset)
+
+    def get(self, partition: Mapping[str, Any]) -> dict[str, Any] | None:
+        found = self._entries.get(partition_id(partition))
+        return dict(found[1]) if found else None
+
+    def get_int(self, partition: Mapping[str, Any], field: str) -> int | None:
+        """An integer field of a partition's offset (``None`` when there is no offset), checked."""
+        offset = self.get(partition)
+        if offset is None:
+            return None
+        value = offset.get(field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self._fail(
+                f"partition {partition_id(partition)} has {field}={value!r}; expected a whole number >= 0"
+            )
+        return value
+
+    def items(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return [(dict(p), dict(o)) for p, o in self._entries.values()]
+
+    def put(self, partition: Mapping[str, Any], offset: Mapping[str, Any]) -> None:
+        """Change an offset in memory; :meth:`save` writes it."""
+        self._entries[partition_id(partition)] = (dict(partition), dict(offset))
+
+    def document(self) -> dict[str, Any]:
+        return {"offsets": [{"partition": p, "offset": o} for p, o in self._entries.values()]}
+
+    def save(self) -> None:
+        self.store.set(self.key, json.dumps(self.document(), ensure_ascii=False, sort_keys=True))
+
+    def clear(self) -> None:
+        self._entries.clear()
