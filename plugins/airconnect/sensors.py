@@ -1,0 +1,71 @@
+"""Sensors that wait for a source to have something new, deferring to the triggerer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk.bases.sensor import BaseSensorOperator
+
+from airconnect.core.config import ConnectorConfig, validate
+from airconnect.core.file_source import change_reason
+from airconnect.core.offsets import Offsets
+from airconnect.triggers import FileChangeTrigger
+
+
+class FileChangeSensor(BaseSensorOperator):
+    """Waits until a file source's file has bytes beyond its stored position.
+
+    Runs of the types in ``wait_in_run_types`` (the continuous schedule's ``scheduled`` runs)
+    defer to :class:`FileChangeTrigger`; manual runs (the UI's trigger button,
+    ``airflow dags test``) never wait: they run one pass over what is there now.
+    """
+
+    template_fields: Sequence[str] = ("connector",)
+    ui_color = "#fff4e0"
+
+    def __init__(self, *, connector: Mapping[str, Any] | ConnectorConfig, poll_interval: float = 0.5,
+                 max_wait: timedelta = timedelta(hours=1), wait_in_run_types: Sequence[str] = ("scheduled",),
+                 **kwargs: Any):
+        config = connector if isinstance(connector, ConnectorConfig) else validate(connector)
+        kwargs.setdefault("task_id", f"wait-{config.name}")
+        super().__init__(**kwargs)
+        self.connector = config.definition()
+        self.poll_interval = poll_interval
+        self.max_wait = max_wait
+        self.wait_in_run_types = tuple(wait_in_run_types)
+
+    def _state(self) -> tuple[str, dict[str, Any] | None]:
+        from airconnect.hooks import VariableStore
+
+        config = validate(self.connector)
+        offsets = Offsets(VariableStore(), config.name)
+        return config["file"], offsets.get({"filename": config["file"]})
+
+    def poke(self, context: Any) -> bool:
+        path, offset = self._state()
+        return change_reason(path, offset) is not None
+
+    def execute(self, context: Any) -> str | None:
+        path, offset = self._state()
+        reason = change_reason(path, offset)
+        if reason:
+            self.log.info("%s %s since the last run", path, reason)
+            return reason
+        run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
+        if run_type.split(".")[-1].lower() not in self.wait_in_run_types:
+            self.log.info("nothing new in %s; a %s run does not wait", path, run_type or "manual")
+            return None
+        self.log.info("waiting for %s to grow past byte %s (deferred to the triggerer)", path, (offset or {}).get("position", 0))
+        self.defer(
+            trigger=FileChangeTrigger(path=path, offset=offset, poll_interval=self.poll_interval,
+                                      max_wait=self.max_wait.total_seconds()),
+            method_name="execute_complete",
+        )
+        return None  # not reached: defer() raises
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str | None:
+        reason = (event or {}).get("reason")
+        self.log.info("%s: %s", (event or {}).get("path"), reason or f"no change within {self.max_wait}")
+        return reason
