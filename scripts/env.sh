@@ -26,16 +26,29 @@ export AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="${AIRFLOW__SCHEDULER__SCHEDU
 export AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="${AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC:-1}"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-5}"
 
+# The API server: UI, REST API and the Execution API that tasks report to.
+export AIRCONNECT_API_PORT="${AIRCONNECT_API_PORT:-8080}"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://127.0.0.1:${AIRCONNECT_API_PORT}/execution/}"
+export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://127.0.0.1:${AIRCONNECT_API_PORT}}"
+# UI login for the local stack: admin / admin (the password file is written by scripts/setup.sh).
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:-$AIRFLOW_HOME/passwords.json}"
+
 # Connections for the local stack.
 _kafka_bootstrap="127.0.0.1:${AIRCONNECT_KAFKA_PORT}"
 if [ "$AIRCONNECT_KAFKA_BROKERS" = "3" ]; then
   _kafka_bootstrap="127.0.0.1:${AIRCONNECT_KAFKA_PORT},127.0.0.1:$((AIRCONNECT_KAFKA_PORT + 2)),127.0.0.1:$((AIRCONNECT_KAFKA_PORT + 4))"
 fi
 export AIRCONNECT_KAFKA_BOOTSTRAP="${AIRCONNECT_KAFKA_BOOTSTRAP:-$_kafka_bootstrap}"
-export AIRFLOW_CONN_KAFKA_DEFAULT="${AIRFLOW_CONN_KAFKA_DEFAULT:-{\"conn_type\": \"kafka\", \"extra\": {\"bootstrap.servers\": \"$AIRCONNECT_KAFKA_BOOTSTRAP\"}}}"
+# (Plain `if`s: a JSON default inside ${VAR:-...} would be cut at its first '}'.)
+if [ -z "${AIRFLOW_CONN_KAFKA_DEFAULT:-}" ]; then
+  export AIRFLOW_CONN_KAFKA_DEFAULT="{\"conn_type\": \"kafka\", \"extra\": {\"bootstrap.servers\": \"$AIRCONNECT_KAFKA_BOOTSTRAP\"}}"
+fi
 export AIRFLOW_CONN_POSTGRES_EC="${AIRFLOW_CONN_POSTGRES_EC:-postgresql://airconnect:airconnect@127.0.0.1:${AIRCONNECT_POSTGRES_PORT}/ec}"
 export AIRFLOW_CONN_MYSQL_POS="${AIRFLOW_CONN_MYSQL_POS:-mysql://airconnect:airconnect@127.0.0.1:${AIRCONNECT_MARIADB_PORT}/pos}"
-export AIRFLOW_CONN_AWS_FORECAST="${AIRFLOW_CONN_AWS_FORECAST:-{\"conn_type\": \"aws\", \"login\": \"airconnect\", \"password\": \"airconnect-secret\", \"extra\": {\"endpoint_url\": \"http://127.0.0.1:${AIRCONNECT_S3_PORT}\", \"region_name\": \"us-east-1\"}}}"
+if [ -z "${AIRFLOW_CONN_AWS_FORECAST:-}" ]; then
+  export AIRFLOW_CONN_AWS_FORECAST="{\"conn_type\": \"aws\", \"login\": \"airconnect\", \"password\": \"airconnect-secret\", \"extra\": {\"endpoint_url\": \"http://127.0.0.1:${AIRCONNECT_S3_PORT}\", \"region_name\": \"us-east-1\"}}"
+fi
 unset _kafka_bootstrap
 
 # The project's virtualenv, when there is one.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+_DESCRIPTION = "airconnect connector offsets (Kafka Connect's shape)"
+
 
 def kafka_config(conn_id: str = "kafka_default") -> dict[str, Any]:
     """The librdkafka config of an Airflow Kafka connection (its extra), as the provider builds it."""
@@ -13,28 +15,48 @@ def kafka_config(conn_id: str = "kafka_default") -> dict[str, Any]:
     return dict(hook._build_config())
 
 
+def _in_task() -> bool:
+    """True inside a running task, where Variables go through the Task SDK's supervisor."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:
+        return False
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
 class VariableStore:
     """Offsets in Airflow Variables (a :class:`~airconnect.core.offsets.KeyValueStore`).
 
-    Inside a task this goes through the Task SDK; elsewhere (CLI, tests) through the metadata DB.
+    Inside a task this goes through the Task SDK; elsewhere (the CLI, the REST plugin, tests)
+    through the metadata database. (Outside a task the SDK's ``Variable.get`` only consults
+    secrets backends and would silently answer ``None``.)
     """
 
     def get(self, key: str) -> str | None:
-        try:
+        if _in_task():
             from airflow.sdk import Variable
 
             return Variable.get(key, default=None)
-        except (ImportError, RuntimeError):
-            from airflow.models import Variable as DbVariable
+        from airflow.models import Variable as DbVariable
 
-            return DbVariable.get(key, default_var=None)
+        return DbVariable.get(key, default_var=None)
 
     def set(self, key: str, value: str) -> None:
-        try:
+        if _in_task():
             from airflow.sdk import Variable
 
-            Variable.set(key, value, description="airconnect connector offsets (Kafka Connect's shape)")
-        except (ImportError, RuntimeError):
+            Variable.set(key, value, description=_DESCRIPTION)
+        else:
             from airflow.models import Variable as DbVariable
 
-            DbVariable.set(key, value, description="airconnect connector offsets (Kafka Connect's shape)")
+            DbVariable.set(key, value, description=_DESCRIPTION)
+
+    def delete(self, key: str) -> None:
+        if _in_task():
+            from airflow.sdk import Variable
+
+            Variable.delete(key)
+        else:
+            from airflow.models import Variable as DbVariable
+
+            DbVariable.delete(key)

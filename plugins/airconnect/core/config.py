@@ -279,7 +279,7 @@ def validate(definition: Mapping[str, Any], *, source: str | None = None) -> Con
         k = unknown[0]
         hint = difflib.get_close_matches(k, list(keys), n=1)
         raise ConfigError(
-            f"is not a key of {cls.name}{where}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            f"is not a key of {cls.name}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + where
             + "; its keys are: " + ", ".join(sorted(keys)),
             connector=name, key=k,
         )

@@ -32,12 +32,17 @@ class KeyValueStore(Protocol):
 
     def set(self, key: str, value: str) -> None: ...
 
+    def delete(self, key: str) -> None: ...
+
 
 class MemoryStore(dict):  # type: ignore[type-arg]
     """A dict that satisfies :class:`KeyValueStore`; for tests and dry runs."""
 
     def set(self, key: str, value: str) -> None:
         self[key] = value
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
 
 
 def partition_id(partition: Mapping[str, Any]) -> str:

@@ -1,0 +1,51 @@
+"""Test helpers: read a topic back with a plain consumer, build definitions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+
+def read_topic(kafka: dict[str, Any], topic: str, *, committed_only: bool = True, timeout: float = 15.0) -> list[bytes | None]:
+    """Every record value of ``topic`` from the beginning to the current end, as a plain consumer sees it."""
+    c = Consumer({
+        **kafka, "group.id": f"test-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+        "auto.offset.reset": "earliest", "enable.partition.eof": True,
+        "isolation.level": "read_committed" if committed_only else "read_uncommitted",
+    })
+    try:
+        md = c.list_topics(topic, timeout=timeout)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            return []
+        parts = sorted(t.partitions)
+        c.assign([TopicPartition(topic, p, 0) for p in parts])
+        values: list[bytes | None] = []
+        done: set[int] = set()
+        empty_polls = 0
+        while len(done) < len(parts) and empty_polls < int(timeout * 10):
+            msg = c.poll(0.1)
+            if msg is None:
+                empty_polls += 1
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(msg.partition())
+                    continue
+                raise RuntimeError(msg.error().str())
+            values.append(msg.value())
+        return values
+    finally:
+        c.close()
+
+
+def file_source(name: str, path: str, topic: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "config": {"connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector",
+                                     "file": str(path), "topic": topic, **extra}}
+
+
+def file_sink(name: str, path: str, topics: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "config": {"connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
+                                     "file": str(path), "topics": topics, **extra}}
