@@ -22,6 +22,10 @@ os.environ.setdefault(
     "AIRFLOW_CONN_KAFKA_DEFAULT",
     '{"conn_type": "kafka", "extra": {"bootstrap.servers": "%s"}}' % os.environ["AIRCONNECT_KAFKA_BOOTSTRAP"],
 )
+os.environ.setdefault("AIRFLOW_CONN_POSTGRES_EC", "postgresql://airconnect:airconnect@127.0.0.1:%s/ec"
+                      % os.environ.get("AIRCONNECT_POSTGRES_PORT", "5432"))
+os.environ.setdefault("AIRFLOW_CONN_MYSQL_POS", "mysql://airconnect:airconnect@127.0.0.1:%s/pos"
+                      % os.environ.get("AIRCONNECT_MARIADB_PORT", "3306"))
 
 
 @pytest.fixture(scope="session")

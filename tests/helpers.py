@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -49,3 +52,14 @@ def file_source(name: str, path: str, topic: str, **extra: Any) -> dict[str, Any
 def file_sink(name: str, path: str, topics: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "config": {"connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
                                      "file": str(path), "topics": topics, **extra}}
+
+
+def generator():
+    """include/generate_sales.py as a module (schemas, connections, the known demand pattern)."""
+    if "generate_sales" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "include" / "generate_sales.py"
+        spec = importlib.util.spec_from_file_location("generate_sales", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["generate_sales"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["generate_sales"]

@@ -153,11 +153,20 @@ class ConnectorClass:
     keys: tuple[Key, ...]
     aliases: tuple[str, ...] = ()
     doc: str = ""
+    #: Checks across keys (e.g. a mode that needs a column); raises ConfigError.
+    check: Callable[["ConnectorConfig"], None] | None = None
 
     def all_keys(self) -> dict[str, Key]:
         keys = {k.name: k for k in COMMON_KEYS}
         keys.update({k.name: k for k in self.keys})
         return keys
+
+
+def one_task(cfg: "ConnectorConfig") -> None:
+    """File connectors read or write one local file: exactly one task, as in Kafka Connect."""
+    if cfg["tasks.max"] != 1:
+        raise ConfigError("must be 1: a local file is read or written by one task (as in Kafka Connect)",
+                          connector=cfg.name, key="tasks.max")
 
 
 _REGISTRY: dict[str, ConnectorClass] = {}
@@ -180,7 +189,11 @@ def connector_classes() -> list[ConnectorClass]:
 
 def _load_builtin_classes() -> None:
     # The connector modules register their classes when imported; they are Airflow-free.
-    from airconnect.core import file_sink, file_source  # noqa: F401
+    from airconnect.core import file_sink, file_source, jdbc_source  # noqa: F401
+    try:
+        from airconnect.core import s3_sink  # noqa: F401
+    except ImportError:  # pragma: no cover - while the S3 sink is being written
+        pass
 
 
 def lookup_class(class_name: str, connector: str) -> ConnectorClass:
@@ -296,7 +309,10 @@ def validate(definition: Mapping[str, Any], *, source: str | None = None) -> Con
     values["connector.class"] = cls.name
     overrides = {k: v for k, v in raw.items() if k.startswith(("consumer.override.", "producer.override."))}
     values.update(overrides)
-    return ConnectorConfig(name=name, cls=cls, values=values, raw=dict(raw))
+    result = ConnectorConfig(name=name, cls=cls, values=values, raw=dict(raw))
+    if cls.check is not None:
+        cls.check(result)
+    return result
 
 
 def load_definitions(directory: str | os.PathLike[str] | None = None) -> list[ConnectorConfig]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, register
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task, register
 from airconnect.core.converters import payload_text
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, committed_group_offsets, read_to_end
@@ -47,6 +47,7 @@ FILE_SINK = register(ConnectorClass(
         Key("checkpoint.records", "int", 50000, "Records between checkpoints (fsync + offsets).", minimum=1),
     ),
     doc="Appends each record's payload to a file, one line per record.",
+    check=one_task,
 ))
 
 
@@ -76,8 +77,6 @@ class FileSink:
     def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any]):
         if config.cls is not FILE_SINK:
             raise ConfigError(f"is {config.cls.name}, not a file sink", connector=config.name, key="connector.class")
-        if config["tasks.max"] != 1:
-            raise ConfigError("must be 1: a local file is written by one task", connector=config.name, key="tasks.max")
         self.config = config
         self.name = config.name
         self.path: str = config["file"]

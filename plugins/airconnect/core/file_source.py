@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, register
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task, register
 from airconnect.core.converters import StringValueWriter
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
@@ -48,12 +48,8 @@ FILE_SOURCE = register(ConnectorClass(
         Key("batch.size", "int", 10000, "Lines per Kafka transaction (one offset commit per batch).", minimum=1),
     ),
     doc="Reads a growing text file, one record per line.",
+    check=one_task,
 ))
-
-
-def _check_tasks(cfg: ConnectorConfig) -> None:
-    if cfg["tasks.max"] != 1:
-        raise ConfigError("must be 1: a local file is read by one task (as in Kafka Connect)", connector=cfg.name, key="tasks.max")
 
 
 @dataclass
@@ -111,7 +107,6 @@ class FileSource:
     def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any]):
         if config.cls is not FILE_SOURCE:
             raise ConfigError(f"is {config.cls.name}, not a file source", connector=config.name, key="connector.class")
-        _check_tasks(config)
         self.config = config
         self.name = config.name
         self.path: str = config["file"]

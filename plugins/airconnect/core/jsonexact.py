@@ -1,0 +1,91 @@
+"""JSON that keeps DECIMAL values exact.
+
+``loads`` parses numbers with a fraction or exponent as :class:`decimal.Decimal`; ``dumps``
+writes a ``Decimal`` as a JSON number with exactly its digits (``12.50`` stays ``12.50``), like
+Kafka Connect's JsonConverter with ``decimal.format=NUMERIC``. Output is compact and, for the
+same input, byte-identical (key order is preserved, not sorted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Any
+
+_encode_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def loads(data: bytes | str) -> Any:
+    return json.loads(data, parse_float=Decimal)
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON; ``Decimal`` as exact numbers, datetimes as ISO-8601 (UTC with ``Z``)."""
+    parts: list[str] = []
+    _write(obj, parts.append)
+    return "".join(parts)
+
+
+def _write(obj: Any, out: Any) -> None:
+    if obj is None:
+        out("null")
+    elif obj is True:
+        out("true")
+    elif obj is False:
+        out("false")
+    elif isinstance(obj, str):
+        out(_encode_str(obj))
+    elif isinstance(obj, int):
+        out(str(obj))
+    elif isinstance(obj, Decimal):
+        if not obj.is_finite():
+            raise ValueError(f"{obj} cannot be written as a JSON number")
+        out(str(obj))
+    elif isinstance(obj, float):
+        out(json.dumps(obj))
+    elif isinstance(obj, dict):
+        out("{")
+        first = True
+        for k, v in obj.items():
+            if not first:
+                out(",")
+            first = False
+            out(_encode_str(str(k)))
+            out(":")
+            _write(v, out)
+        out("}")
+    elif isinstance(obj, (list, tuple)):
+        out("[")
+        for i, v in enumerate(obj):
+            if i:
+                out(",")
+            _write(v, out)
+        out("]")
+    elif isinstance(obj, dt.datetime):
+        out('"' + iso_utc(obj) + '"')
+    elif isinstance(obj, dt.date):
+        out('"' + obj.isoformat() + '"')
+    else:
+        raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def iso_utc(value: dt.datetime) -> str:
+    """``2018-10-31T23:30:00.123456Z``: always UTC, always microseconds."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(value: Any) -> dt.datetime:
+    """A record timestamp as an aware UTC datetime: ISO-8601 text (``Z`` or offset; naive = UTC),
+    or Kafka Connect's Timestamp logical type (epoch milliseconds)."""
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=int(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        parsed = dt.datetime.fromisoformat(text)
+        return parsed.replace(tzinfo=dt.timezone.utc) if parsed.tzinfo is None else parsed.astimezone(dt.timezone.utc)
+    raise ValueError(f"not a timestamp: {value!r}")
