@@ -1,42 +1,53 @@
 """Thin operators over airconnect's core: validate at parse time, run one pass, return counts.
 
 Errors a retry cannot fix (a bad definition or offset, a record that cannot be converted)
-fail the task without retries; broker outages raise and are retried.
+fail the task without retries; broker, database and S3 outages raise and are retried.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
-from airconnect.core.config import ConnectorConfig, validate
-from airconnect.core.errors import PermanentError
+from airconnect.core.config import ConnectorClass, ConnectorConfig, validate
+from airconnect.core.errors import ConfigError, PermanentError
+from airconnect.core.file_sink import FILE_SINK
+from airconnect.core.file_source import FILE_SOURCE
+from airconnect.core.jdbc_source import JDBC_SOURCE
+from airconnect.core.months import parse_month
 from airconnect.core.runtime import run
+from airconnect.core.s3_sink import S3_SINK, write_month_manifest
 
 
 class ConnectorOperator(BaseOperator):
     """Runs one bounded pass of a connector defined like a Kafka Connect connector.
 
     :param connector: the definition, ``{"name": ..., "config": {...}}`` as posted to Connect.
+        It is validated when the DAG is parsed; the task id defaults to the connector's name.
     :param kafka_config_id: Airflow connection to Kafka (default: the definition's
         ``kafka.conn.id``, else ``kafka_default``).
     """
 
     template_fields: Sequence[str] = ("connector",)
     ui_color = "#e8f0fe"
-    expected_kind: str | None = None
+    connector_class: ClassVar[ConnectorClass | None] = None
 
     def __init__(self, *, connector: Mapping[str, Any] | ConnectorConfig, kafka_config_id: str | None = None, **kwargs: Any):
         config = connector if isinstance(connector, ConnectorConfig) else validate(connector)
-        if self.expected_kind and config.kind != self.expected_kind:
-            raise PermanentError(f"connector '{config.name}' is a {config.kind}; {type(self).__name__} runs {self.expected_kind}s")
+        if self.connector_class is not None and config.cls is not self.connector_class:
+            raise ConfigError(f"is {config.cls.name}; {type(self).__name__} runs {self.connector_class.name}",
+                              connector=config.name, key="connector.class")
         kwargs.setdefault("task_id", config.name)
         super().__init__(**kwargs)
         self.connector = config.definition()
         self.kafka_config_id = kafka_config_id
+
+    def connector_resources(self, config: ConnectorConfig) -> dict[str, Any]:
+        """What the connector needs besides Kafka and the offset store (DB connection, S3 client)."""
+        return {}
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airconnect.hooks import VariableStore, kafka_config
@@ -44,7 +55,7 @@ class ConnectorOperator(BaseOperator):
         config = validate(self.connector)
         kafka = kafka_config(self.kafka_config_id or config["kafka.conn.id"])
         try:
-            result = run(config, VariableStore(), kafka)
+            result = run(config, VariableStore(), kafka, **self.connector_resources(config))
         except PermanentError as exc:
             raise AirflowFailException(str(exc)) from exc
         self.log.info("connector '%s': %s", config.name, result)
@@ -59,7 +70,7 @@ class FileSourceOperator(ConnectorOperator):
     and run again delivers every line once (read_committed consumers never see a batch twice).
     """
 
-    expected_kind = "source"
+    connector_class = FILE_SOURCE
 
 
 class FileSinkOperator(ConnectorOperator):
@@ -70,4 +81,102 @@ class FileSinkOperator(ConnectorOperator):
     written twice and none is lost.
     """
 
-    expected_kind = "sink"
+    connector_class = FILE_SINK
+
+
+def db_connect(conn_id: str, connector: str) -> Any:
+    """A DB-API connection factory from an Airflow Connection (postgres or mysql type)."""
+    from airflow.sdk.bases.hook import BaseHook
+
+    conn_type = (BaseHook.get_connection(conn_id).conn_type or "").lower()
+    if conn_type in ("postgres", "postgresql"):
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return PostgresHook(postgres_conn_id=conn_id).get_conn
+    if conn_type in ("mysql", "mariadb"):
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        return MySqlHook(mysql_conn_id=conn_id).get_conn
+    raise AirflowFailException(
+        f"connector '{connector}', key 'db.conn.id': the Airflow Connection '{conn_id}' has type "
+        f"'{conn_type}'; expected a postgres or mysql connection"
+    )
+
+
+def s3_client(aws_conn_id: str) -> Any:
+    """A boto3 S3 client from an Airflow AWS Connection (its extra may set ``endpoint_url``)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
+
+
+class JdbcSourceOperator(ConnectorOperator):
+    """Reads new rows of database tables into topics, exactly once (Kafka Connect's JDBC source).
+
+    Guarantee: each batch of rows and its offset (timestamp/incrementing) are committed to Kafka
+    in one transaction, then the offset is saved in the Airflow Variable; a run killed at any
+    point and run again delivers every row once. The database connection comes from the
+    Airflow Connection named by the definition's ``db.conn.id`` (postgres or mysql).
+    """
+
+    connector_class = JDBC_SOURCE
+
+    def connector_resources(self, config: ConnectorConfig) -> dict[str, Any]:
+        return {"connect": db_connect(config["db.conn.id"], config.name)}
+
+
+class S3SinkOperator(ConnectorOperator):
+    """Exports each new committed record to S3 as JSON lines, one folder per month, exactly once.
+
+    Guarantee: object keys depend only on (topic, partition, first offset) and objects are cut
+    at offsets a re-run reproduces; a partition's offset is saved in the Airflow Variable only
+    after all its objects are uploaded. A run killed at any point and run again overwrites the
+    same keys with the same bytes: no record is lost or stored twice. The S3 client comes from
+    the Airflow AWS Connection named by the definition's ``aws.conn.id``.
+    """
+
+    connector_class = S3_SINK
+
+    def connector_resources(self, config: ConnectorConfig) -> dict[str, Any]:
+        return {"s3_client": s3_client(config["aws.conn.id"])}
+
+
+class MonthManifestOperator(BaseOperator):
+    """Writes ``manifests/year=YYYY/month=MM/manifest.json`` for one month of an S3 sink's
+    objects: each object's key, size, records and sha256, and the totals. Deterministic, so a
+    re-run writes the same bytes. Each outlet Asset's event carries ``{"month", "bucket", "key"}``.
+
+    :param connector: the S3 sink's definition (bucket, ``topics.dir``, topics, ``aws.conn.id``).
+    :param month: ``YYYY-MM`` (templated, or an XComArg).
+    """
+
+    template_fields: Sequence[str] = ("month",)
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, connector: Mapping[str, Any] | ConnectorConfig, month: Any,
+                 manifest_prefix: str = "manifests", **kwargs: Any):
+        config = connector if isinstance(connector, ConnectorConfig) else validate(connector)
+        if config.cls is not S3_SINK:
+            raise ConfigError(f"is {config.cls.name}; {type(self).__name__} needs an S3 sink",
+                              connector=config.name, key="connector.class")
+        kwargs.setdefault("task_id", f"{config.name}-manifest")
+        super().__init__(**kwargs)
+        self.connector = config.definition()
+        self.month = month
+        self.manifest_prefix = manifest_prefix
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        config = validate(self.connector)
+        try:
+            year, month = parse_month(str(self.month))
+            manifest = write_month_manifest(s3_client(config["aws.conn.id"]), config["s3.bucket.name"],
+                                            config["topics.dir"], config["topics"], year, month, self.manifest_prefix)
+        except PermanentError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        bucket = config["s3.bucket.name"]
+        self.log.info("wrote s3://%s/%s: %d objects, %d records", bucket, manifest["key"], manifest["objects"],
+                      manifest["records"])
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {"month": f"{year:04d}-{month:02d}", "bucket": bucket,
+                                                      "key": manifest["key"]}
+        return {"key": manifest["key"], "records": manifest["records"], "objects": manifest["objects"]}

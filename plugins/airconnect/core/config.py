@@ -19,6 +19,7 @@ import difflib
 import json
 import os
 import re
+import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,15 @@ class Key:
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
+
+
+def check_timezone(value: str) -> str | None:
+    """A Key check: an IANA time zone name."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return "an IANA time zone name such as 'UTC' or 'Asia/Tokyo'"
+    return None
 
 
 def _expected(key: Key) -> str:

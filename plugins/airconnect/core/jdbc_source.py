@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, register
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, check_timezone, register
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
 from airconnect.core.jsonexact import iso_utc
 from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
@@ -60,14 +60,6 @@ log = logging.getLogger(__name__)
 MODES: Final = ("bulk", "incrementing", "timestamp", "timestamp+incrementing")
 UTC: Final = dt.timezone.utc
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _check_timezone(value: str) -> str | None:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return "an IANA time zone name such as 'UTC' or 'Asia/Tokyo'"
-    return None
 
 
 def _check(cfg: ConnectorConfig) -> None:
@@ -105,7 +97,7 @@ JDBC_SOURCE = register(ConnectorClass(
         Key("timestamp.lookback.ms", "int", 0, "Re-read this much before the offset; already-delivered rows are skipped.", minimum=0),
         Key("timestamp.null.handling", "string", "warn", "Rows whose timestamp is NULL: report them, or fail.", choices=("warn", "fail")),
         Key("batch.max.rows", "int", 10000, "Rows fetched and committed per Kafka transaction.", minimum=1),
-        Key("db.timezone", "string", "UTC", "Zone of timestamp columns without a time zone.", check=_check_timezone),
+        Key("db.timezone", "string", "UTC", "Zone of timestamp columns without a time zone.", check=check_timezone),
         Key("key.columns", "list", [], "Record key columns (default: the table's primary key)."),
     ),
     doc="Reads database tables incrementally, one record per row.",

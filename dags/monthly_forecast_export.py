@@ -1,0 +1,59 @@
+"""Flow 2, monthly forecast export: EC sales (PostgreSQL) and POS sales (MariaDB) -> Kafka -> S3.
+
+Both JDBC sources read their tables incrementally (like Kafka Connect's JDBC source) in
+parallel; the S3 sink then writes every new record into its month's folder
+(``topics/<topic>/year=YYYY/month=MM/``); last, a manifest of the month's objects (record
+counts, checksums) is written, which updates the Asset the forecast DAG waits for.
+
+The month: the run on the 1st exports the month that has just closed (Airflow 3 cron runs
+have zero-length data intervals, so it is derived from the logical date); the trigger form's
+``month`` (YYYY-MM) chooses any past month. ``airflow dags test monthly_forecast_export
+2018-11-01`` exports October 2018. Re-running a month rewrites the same objects and manifest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param, task
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from airconnect.core.config import load_definitions
+from airconnect.core.jdbc_source import JDBC_SOURCE
+from airconnect.core.s3_sink import S3_SINK
+from airconnect.operators import JdbcSourceOperator, MonthManifestOperator, S3SinkOperator
+from airconnect.assets import FORECAST_INPUT
+
+definitions = load_definitions()
+sources = [c for c in definitions if c.cls is JDBC_SOURCE]
+sinks = [c for c in definitions if c.cls is S3_SINK]
+
+with DAG(
+    dag_id="monthly_forecast_export",
+    description="EC + POS sales -> Kafka -> S3, one folder per month",
+    schedule=CronTriggerTimetable("0 3 1 * *", timezone="UTC"),
+    start_date=datetime(2016, 11, 1),
+    catchup=False,
+    max_active_runs=1,
+    params={"month": Param("", type="string", pattern=r"^(\d{4}-(0[1-9]|1[0-2]))?$",
+                           title="Month to export (YYYY-MM)",
+                           description="Empty: the month before the run's logical date.")},
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    tags=["airconnect", "flow-2", "forecast"],
+    doc_md=__doc__,
+) as dag:
+
+    @task(task_id="month")
+    def month(params=None, logical_date=None) -> str:
+        """The calendar month this run exports (YYYY-MM)."""
+        from airconnect.core.months import month_to_export
+
+        return month_to_export(logical_date, (params or {}).get("month"))
+
+    the_month = month()
+    loads = [JdbcSourceOperator(connector=source) for source in sources]
+    for sink in sinks:
+        export = S3SinkOperator(connector=sink)
+        manifest = MonthManifestOperator(task_id=f"manifest-{sink.name}", connector=sink, month=the_month,
+                                         outlets=[FORECAST_INPUT])
+        the_month >> loads >> export >> manifest
