@@ -45,6 +45,7 @@ if [ -z "${AIRFLOW_CONN_KAFKA_DEFAULT:-}" ]; then
   export AIRFLOW_CONN_KAFKA_DEFAULT="{\"conn_type\": \"kafka\", \"extra\": {\"bootstrap.servers\": \"$AIRCONNECT_KAFKA_BOOTSTRAP\"}}"
 fi
 export AIRFLOW_CONN_POSTGRES_EC="${AIRFLOW_CONN_POSTGRES_EC:-postgresql://airconnect:airconnect@127.0.0.1:${AIRCONNECT_POSTGRES_PORT}/ec}"
+export AIRFLOW_CONN_POSTGRES_AUTOORDER="${AIRFLOW_CONN_POSTGRES_AUTOORDER:-postgresql://airconnect:airconnect@127.0.0.1:${AIRCONNECT_POSTGRES_PORT}/autoorder}"
 export AIRFLOW_CONN_MYSQL_POS="${AIRFLOW_CONN_MYSQL_POS:-mysql://airconnect:airconnect@127.0.0.1:${AIRCONNECT_MARIADB_PORT}/pos}"
 if [ -z "${AIRFLOW_CONN_AWS_FORECAST:-}" ]; then
   export AIRFLOW_CONN_AWS_FORECAST="{\"conn_type\": \"aws\", \"login\": \"airconnect\", \"password\": \"airconnect-secret\", \"extra\": {\"endpoint_url\": \"http://127.0.0.1:${AIRCONNECT_S3_PORT}\", \"region_name\": \"us-east-1\"}}"

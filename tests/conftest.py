@@ -24,6 +24,8 @@ os.environ.setdefault(
 )
 os.environ.setdefault("AIRFLOW_CONN_POSTGRES_EC", "postgresql://airconnect:airconnect@127.0.0.1:%s/ec"
                       % os.environ.get("AIRCONNECT_POSTGRES_PORT", "5432"))
+os.environ.setdefault("AIRFLOW_CONN_POSTGRES_AUTOORDER", "postgresql://airconnect:airconnect@127.0.0.1:%s/autoorder"
+                      % os.environ.get("AIRCONNECT_POSTGRES_PORT", "5432"))
 os.environ.setdefault("AIRFLOW_CONN_MYSQL_POS", "mysql://airconnect:airconnect@127.0.0.1:%s/pos"
                       % os.environ.get("AIRCONNECT_MARIADB_PORT", "3306"))
 

@@ -6,7 +6,8 @@
 # cloned under /root, say), or the socket path would be too long, the data goes to
 # /tmp/airconnect-pg-<hash of $STACK> instead and $STACK/postgres/data is a symlink to it.
 # The server listens on 127.0.0.1:$AIRCONNECT_POSTGRES_PORT; its Unix socket is in the data folder.
-# Role airconnect/airconnect (superuser) and database `ec` are created on start (idempotent).
+# Role airconnect/airconnect (superuser) and databases `ec` (EC sales) and `autoorder` (the auto-order
+# system) are created on start (idempotent).
 
 pg_bindir() {
   local d
@@ -160,6 +161,8 @@ BEGIN
   END IF;
 END $$;
 SELECT 'CREATE DATABASE ec OWNER airconnect' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'ec')
+\gexec
+SELECT 'CREATE DATABASE autoorder OWNER airconnect' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'autoorder')
 \gexec
 SQL
   PGPASSWORD=airconnect "$bin/psql" -X -q -At -h 127.0.0.1 -p "$port" -U airconnect -d ec -c 'select 1' >/dev/null ||

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_importing_the_core_does_not_import_airflow():
     code = (
         "import sys; import airconnect.core, airconnect.core.runtime, airconnect.core.file_source, "
-        "airconnect.core.file_sink, airconnect.core.kafka_client, airconnect.core.offsets; "
+        "airconnect.core.file_sink, airconnect.core.kafka_client, airconnect.core.offsets, airconnect.core.jdbc_source, "
+        "airconnect.core.s3_sink, airconnect.core.sales_forecast, airconnect.core.auto_order, airconnect.core.manage, "
+        "airconnect.core.forecast, airconnect.core.ordering, airconnect.core.charts; "
         "bad = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -1,0 +1,221 @@
+"""Flow 3, part 1: next month's demand per item (and shop) from the monthly sales exports in S3.
+
+Reads every month up to the exported month M from the S3 sink's folders
+(``<topics.dir>/<topic>/year=YYYY/month=MM/``), sums ``quantity`` per series and month — POS
+series are ``(item_id, shop_id)``, EC series ``(item_id, "EC")`` — and forecasts month M+1 with
+:func:`airconnect.core.forecast.forecast_all`, holding month M out to measure the accuracy
+(WAPE, MAPE). Writes ``forecast/year=YYYY/month=MM/forecast.json`` (MM = M+1) and a PNG of
+actual vs forecast for the top items beside it, and publishes one record per series to the
+topic ``sales-forecast`` exactly once per forecast month.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import re
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from airconnect.core.errors import DataError, PermanentError
+from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
+from airconnect.core.months import parse_month
+from airconnect.core.offsets import KeyValueStore, Offsets
+from airconnect.core.progress import Progress
+
+log = logging.getLogger(__name__)
+
+FORECAST_TOPIC: Final = "sales-forecast"
+FORECAST_PREFIX: Final = "forecast"
+_FOLDER = re.compile(r"/year=(\d{4})/month=(\d{2})/")
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    bucket: str
+    topics: Sequence[str]
+    topics_dir: str = "topics"
+    quantity_field: str = "quantity"
+    item_field: str = "item_id"
+    shop_field: str = "shop_id"
+    default_shop: str = "EC"
+    forecast_topic: str = FORECAST_TOPIC
+    publisher: str = "sales-forecast"  # the offsets name of the publication
+
+
+def next_month(month: str) -> str:
+    y, m = parse_month(month)
+    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
+
+
+def _month_list(first: tuple[int, int], last: tuple[int, int]) -> list[str]:
+    out = []
+    y, m = first
+    while (y, m) <= last:
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def _lines(s3: Any, bucket: str, key: str) -> Any:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    stream = gzip.GzipFile(fileobj=body) if key.endswith(".gz") else body
+    return io.TextIOWrapper(stream, encoding="utf-8")
+
+
+def monthly_units(s3: Any, settings: ForecastSettings, until: str) -> tuple[dict[tuple[str, str], dict[str, float]], int]:
+    """``{(item, shop): {"YYYY-MM": units}}`` for every month up to ``until``; and the object count."""
+    limit = parse_month(until)
+    units: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    objects = 0
+    progress = Progress(log, "reading monthly sales from S3", unit="records")
+    paginator = s3.get_paginator("list_objects_v2")
+    for topic in settings.topics:
+        prefix = f"{settings.topics_dir}/{topic}/"
+        for page in paginator.paginate(Bucket=settings.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                m = _FOLDER.search(obj["Key"])
+                if not m or (int(m.group(1)), int(m.group(2))) > limit:
+                    continue
+                month = f"{m.group(1)}-{m.group(2)}"
+                objects += 1
+                n = 0
+                for lineno, line in enumerate(_lines(s3, settings.bucket, obj["Key"]), 1):
+                    try:
+                        rec = json.loads(line)
+                        key = (str(rec[settings.item_field]), str(rec.get(settings.shop_field) or settings.default_shop))
+                        units[key][month] += float(rec[settings.quantity_field])
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise DataError(f"s3://{settings.bucket}/{obj['Key']} line {lineno}: not a sales record "
+                                        f"with {settings.item_field} and {settings.quantity_field} ({exc})") from None
+                    n += 1
+                progress.add(n)
+    progress.done()
+    return units, objects
+
+
+def build_forecast(s3: Any, settings: ForecastSettings, month: str, *, chart_dir: str | None = None,
+                   names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Forecast month ``month``+1 from everything up to ``month``; write the JSON and PNG to S3.
+
+    Returns the forecast document (also written to S3) with ``key`` and ``chart_key`` added.
+    """
+    from airconnect.core.charts import plot_actual_vs_forecast
+    from airconnect.core.forecast import forecast_all
+
+    target = next_month(month)
+    units, objects = monthly_units(s3, settings, month)
+    if not units:
+        raise PermanentError(
+            f"no sales found in s3://{settings.bucket}/{settings.topics_dir}/ for {', '.join(settings.topics)} up to "
+            f"{month}: run the monthly export (monthly_forecast_export) for that month first")
+    first = min(min(parse_month(m) for m in per.keys()) for per in units.values())
+    months = _month_list(first, parse_month(month))
+    if month not in {m for per in units.values() for m in per}:
+        raise PermanentError(f"the export has no sales for {month} itself in s3://{settings.bucket}: "
+                             f"the forecast would be blind to the latest month; run its export first")
+    keys = sorted(units)
+    series = {k: [units[k].get(m, 0.0) for m in months] for k in keys}
+    report = forecast_all(series, holdout=1)
+    rows = []
+    for k in keys:
+        r = report.results[k]
+        rows.append({
+            "item_id": k[0], "shop_id": k[1], "units": round(r.next_value, 3), "method": r.method,
+            "holdout_actual": [round(v, 3) for v in r.holdout_actual],
+            "holdout_forecast": [round(v, 3) for v in r.holdout_forecast],
+            **({"note": r.note} if r.note else {}),
+        })
+    base = f"{FORECAST_PREFIX}/year={target[:4]}/month={target[5:]}"
+    doc: dict[str, Any] = {
+        "month": target,
+        "based_on": {"months": f"{months[0]}..{month}", "objects": objects, "series": len(keys)},
+        "accuracy": {"holdout_month": month,
+                     "wape": None if report.wape is None else round(report.wape, 4),
+                     "mape": None if report.mape is None else round(report.mape, 4),
+                     "points": report.holdout_points},
+        "methods": {m: n for m, n in sorted(report.method_counts.items()) if n},
+        "series": rows,
+    }
+    body = json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=1).encode()
+    s3.put_object(Bucket=settings.bucket, Key=f"{base}/forecast.json", Body=body, ContentType="application/json")
+
+    # The chart: per item (shops summed), the items with the most units.
+    per_item: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(months))
+    fc_item: dict[str, float] = defaultdict(float)
+    for k in keys:
+        label = f"{k[0]} {names.get(k[0], '')}".strip() if names else k[0]
+        for i, v in enumerate(series[k]):
+            per_item[label][i] += v
+        fc_item[label] += report.results[k].next_value
+    with tempfile.TemporaryDirectory(dir=chart_dir) as tmp:
+        png = Path(tmp) / "chart.png"
+        drawn = plot_actual_vs_forecast(png, dict(per_item), dict(fc_item), [*months, target],
+                                        f"Units sold and forecast for {target} (hold-out {month}: WAPE "
+                                        f"{doc['accuracy']['wape'] if doc['accuracy']['wape'] is not None else 'n/a'})")
+        s3.put_object(Bucket=settings.bucket, Key=f"{base}/actual-vs-forecast.png", Body=png.read_bytes(),
+                      ContentType="image/png")
+    log.info("forecast for %s: %s; written to s3://%s/%s/forecast.json; chart of %s at s3://%s/%s/actual-vs-forecast.png",
+             target, report.summary(), settings.bucket, base, ", ".join(drawn), settings.bucket, base)
+    doc["key"] = f"{base}/forecast.json"
+    doc["chart_key"] = f"{base}/actual-vs-forecast.png"
+    return doc
+
+
+def publish_forecast(doc: Mapping[str, Any], settings: ForecastSettings, kafka: Mapping[str, Any],
+                     store: KeyValueStore) -> dict[str, Any]:
+    """One record per series on ``sales-forecast``, once per forecast month (a re-run publishes nothing).
+
+    The publication is a Kafka transaction carrying its offset ``{"month": ...}`` in the journal,
+    like every source; the Variable ``airconnect.offsets.<publisher>`` is set after the commit.
+    """
+    partition = {"forecast": settings.forecast_topic}
+    offsets = Offsets(store, settings.publisher)
+    stored = offsets.get(partition)
+    admin = Admin(kafka)
+    admin.ensure_topic(settings.forecast_topic)
+    admin.ensure_offsets_topic()
+    writer = SourceWriter(kafka, settings.publisher)
+    try:
+        current = writer.recover(journal_key(settings.publisher, partition), stored)
+        if current != stored and current is not None:
+            offsets.put(partition, current)
+            offsets.save()
+        published = (current or {}).get("months", [])
+        if doc["month"] in published:
+            log.info("the forecast for %s was already published to %s; nothing to do", doc["month"], settings.forecast_topic)
+            return {"published": 0, "month": doc["month"], "already_published": True}
+        values, keys = [], []
+        for row in doc["series"]:
+            keys.append(json.dumps({"item_id": row["item_id"], "shop_id": row["shop_id"]}, sort_keys=True).encode())
+            values.append(json.dumps({"month": doc["month"], "item_id": row["item_id"], "shop_id": row["shop_id"],
+                                      "units": row["units"], "method": row["method"]}, sort_keys=True).encode())
+        new = {"months": sorted({*published, doc["month"]})[-24:]}
+        writer.begin()
+        writer.produce_many(settings.forecast_topic, values, keys)
+        writer.commit({journal_key(settings.publisher, partition): (new, current)})
+        offsets.put(partition, new)
+        offsets.save()
+        return {"published": len(values), "month": doc["month"], "already_published": False}
+    finally:
+        writer.close()
+
+
+def latest_forecast(s3: Any, bucket: str) -> dict[str, Any] | None:
+    """The newest ``forecast/year=YYYY/month=MM/forecast.json`` document, or None."""
+    best: str | None = None
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{FORECAST_PREFIX}/"):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith("/forecast.json") and (best is None or obj["Key"] > best):
+                best = obj["Key"]
+    if best is None:
+        return None
+    doc = json.loads(s3.get_object(Bucket=bucket, Key=best)["Body"].read())
+    doc["key"] = best
+    return doc
