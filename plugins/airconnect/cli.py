@@ -1,8 +1,10 @@
 """The ``airconnect`` command: Kafka Connect's management verbs from a shell.
 
     airconnect validate [FILE...]          check definitions (default: the connectors folder)
-    airconnect list                        connectors, their class, topics and offsets
+    airconnect list                        connectors, their class, topics, offsets (and sinks' lag)
     airconnect offsets NAME                show a connector's offsets (KIP-875 shape)
+    airconnect offsets NAME --set FILE|-   alter them (KIP-875 PATCH: listed partitions only; null removes)
+    airconnect lag [NAME...]               sinks' consumer lag per topic-partition (default: every sink)
     airconnect reset NAME... [--delete-topics]
                                            reset offsets (and delete the connectors' topics)
 """
@@ -39,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list connectors with their offsets")
     p_off = sub.add_parser("offsets", help="show a connector's offsets")
     p_off.add_argument("name")
+    p_off.add_argument("--set", metavar="FILE", dest="set_file",
+                       help="alter the offsets from a KIP-875 JSON document ({\"offsets\": [...]}); '-' reads stdin")
+    p_lag = sub.add_parser("lag", help="show sinks' consumer lag")
+    p_lag.add_argument("names", nargs="*")
     p_reset = sub.add_parser("reset", help="reset connectors' offsets")
     p_reset.add_argument("names", nargs="+")
     p_reset.add_argument("--delete-topics", action="store_true", help="also delete the topics the connectors write or read")
@@ -65,10 +71,36 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "list":
             for c in defs.values():
                 doc = manage.get_offsets(c, store)
-                print(f"{c.name}\t{c.cls.name}\t{c.kind}\ttopics={','.join(manage.topics_of(c))}\toffsets={json.dumps(doc['offsets'])}")
+                line = f"{c.name}\t{c.cls.name}\t{c.kind}\ttopics={','.join(manage.topics_of(c))}\toffsets={json.dumps(doc['offsets'])}"
+                if c.kind == "sink":
+                    try:
+                        rows = manage.sink_lag(c, store, kafka_config(args.kafka_conn_id or c["kafka.conn.id"]))
+                        line += f"\tlag={sum(r['lag'] for r in rows)}"
+                    except AirconnectError as exc:
+                        line += f"\tlag=? ({exc})"
+                print(line)
         elif args.cmd == "offsets":
             (c,) = _pick(defs, [args.name])
+            if args.set_file:
+                text = sys.stdin.read() if args.set_file == "-" else Path(args.set_file).read_text(encoding="utf-8")
+                try:
+                    doc = json.loads(text)
+                except ValueError as exc:
+                    raise AirconnectError(f"{'stdin' if args.set_file == '-' else args.set_file} is not JSON: {exc}") from None
+                kafka = kafka_config(args.kafka_conn_id or c["kafka.conn.id"]) if c.kind == "sink" else None
+                print(manage.set_offsets(c, store, doc, kafka)["message"])
             print(json.dumps(manage.get_offsets(c, store), indent=2, ensure_ascii=False))
+        elif args.cmd == "lag":
+            chosen = _pick(defs, args.names) if args.names else [c for c in defs.values() if c.kind == "sink"]
+            sources = [c.name for c in chosen if c.kind != "sink"]
+            if sources:
+                raise AirconnectError(f"only sinks have a consumer lag; {', '.join(sources)} "
+                                      f"{'is a source' if len(sources) == 1 else 'are sources'}")
+            print("connector\tgroup\ttopic\tpartition\tcommitted\tend\tlag")
+            for c in chosen:
+                for r in manage.sink_lag(c, store, kafka_config(args.kafka_conn_id or c["kafka.conn.id"])):
+                    committed = "-" if r["committed"] is None else r["committed"]
+                    print(f"{c.name}\t{manage.sink_group(c)}\t{r['topic']}\t{r['partition']}\t{committed}\t{r['end']}\t{r['lag']}")
         elif args.cmd == "reset":
             topics: list[str] = []
             for c in _pick(defs, args.names):

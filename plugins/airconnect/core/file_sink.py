@@ -24,7 +24,9 @@ from typing import Any, Final
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task, register
 from airconnect.core.converters import payload_text
 from airconnect.core.errors import ConfigError, DataError
-from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, committed_group_offsets, read_to_end
+from airconnect.core.kafka_client import (
+    PartitionProgress, commit_group_offsets, committed_group_offsets, read_to_end, sink_group_id,
+)
 from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
 
@@ -50,10 +52,6 @@ FILE_SINK = register(ConnectorClass(
     check=one_task,
 ))
 
-
-def group_id(connector: str) -> str:
-    """Kafka Connect's consumer group for a sink connector."""
-    return f"connect-{connector}"
 
 
 @dataclass
@@ -84,7 +82,7 @@ class FileSink:
         self.checkpoint_records: int = config["checkpoint.records"]
         self.offsets = Offsets(store, config.name)
         self.kafka = dict(kafka)
-        self.group = group_id(config.name)
+        self.group = sink_group_id(config.name)
         self.file_partition = {"filename": self.path}
 
     def _start_offsets(self) -> dict[str, dict[int, int]]:

@@ -142,6 +142,11 @@ class Admin:
         return {k: v.value for k, v in found.items()}
 
 
+def sink_group_id(connector: str) -> str:
+    """Kafka Connect's consumer group for a sink connector: ``connect-<name>``."""
+    return f"connect-{connector}"
+
+
 def journal_key(connector: str, partition: Mapping[str, Any]) -> bytes:
     """Kafka Connect's offset key: ``["<connector>",{partition}]``."""
     return json.dumps([connector, dict(partition)], separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()

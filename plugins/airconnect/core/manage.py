@@ -3,29 +3,41 @@ offsets, delete a connector's topics. Airflow-free; the CLI and the REST plugin 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from airconnect.core.config import ConnectorConfig
-from airconnect.core.kafka_client import OFFSETS_TOPIC, Admin, client_config, journal_key, kafka_error, read_journal
+from airconnect.core.errors import OffsetError
+from airconnect.core.kafka_client import (
+    OFFSETS_TOPIC, Admin, client_config, commit_group_offsets, journal_key, kafka_error, read_journal, sink_group_id,
+    with_retries,
+)
 from airconnect.core.offsets import KeyValueStore, Offsets
 
 log = logging.getLogger(__name__)
 
 
 def sink_group(config: ConnectorConfig) -> str:
-    return f"connect-{config.name}"
+    return sink_group_id(config.name)
 
 
 def topics_of(config: ConnectorConfig) -> list[str]:
+    """The topics a connector reads (sinks) or writes (sources)."""
     if config.kind == "sink":
         return list(config.values.get("topics") or [])
     topic = config.values.get("topic")
-    return [topic] if topic else []
+    if topic:
+        return [topic]
+    prefix = config.values.get("topic.prefix")
+    if prefix is not None:  # JDBC source: prefix + table, or the prefix alone in query mode
+        tables = config.values.get("table.whitelist") or []
+        return [prefix + t for t in tables] if tables else [prefix]
+    return []
 
 
 def get_offsets(config: ConnectorConfig, store: KeyValueStore) -> dict[str, Any]:
@@ -74,3 +86,184 @@ def delete_topics(topics: list[str], kafka: Mapping[str, Any]) -> list[str]:
         except KafkaException as exc:
             raise kafka_error(exc, kafka, f"deleting topic {topic}") from None
     return existing
+
+
+def group_offsets(config: ConnectorConfig, kafka: Mapping[str, Any], timeout: float = 15.0) -> list[dict[str, Any]]:
+    """A sink's consumer group ``connect-<name>``: its committed offset per partition of its topics."""
+    return [{"kafka_topic": r["topic"], "kafka_partition": r["partition"], "kafka_offset": r["group_offset"]}
+            for r in _sink_positions(config, None, kafka, timeout) if r["group_offset"] is not None]
+
+
+def sink_lag(config: ConnectorConfig, store: KeyValueStore | None, kafka: Mapping[str, Any],
+             timeout: float = 15.0) -> list[dict[str, Any]]:
+    """A sink's consumer lag, per topic-partition of its topics.
+
+    Each row: ``topic``, ``partition``, ``committed`` (where the next run starts: the offset in
+    the Variable, else the group's commit, else ``None`` = nothing consumed yet), ``end`` (the
+    partition's end offset, committed records only) and ``lag`` (``end`` minus ``committed``,
+    or minus the partition's start when nothing was consumed).
+    """
+    if config.kind != "sink":
+        raise OffsetError(f"connector '{config.name}' is a source: only sinks have a consumer lag")
+    return [{k: r[k] for k in ("topic", "partition", "committed", "end", "lag")}
+            for r in _sink_positions(config, store, kafka, timeout)]
+
+
+def _sink_positions(config: ConnectorConfig, store: KeyValueStore | None, kafka: Mapping[str, Any],
+                    timeout: float) -> list[dict[str, Any]]:
+    saved: dict[tuple[str, int], int] = {}
+    if store is not None:
+        for partition, offset in Offsets(store, config.name).items():
+            topic, part, value = partition.get("kafka_topic"), partition.get("kafka_partition"), offset.get("kafka_offset")
+            if isinstance(topic, str) and isinstance(part, int) and isinstance(value, int):
+                saved[(topic, part)] = value
+    cfg = client_config(kafka)
+    cfg.update({"group.id": sink_group(config), "enable.auto.commit": False, "isolation.level": "read_committed"})
+    consumer = Consumer(cfg)
+    rows: list[dict[str, Any]] = []
+    try:
+        try:
+            md = consumer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise kafka_error(exc, kafka, f"connector '{config.name}': listing topics") from None
+        tps = []
+        for topic in topics_of(config):
+            meta = md.topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+        if not tps:
+            return []
+        found = with_retries(lambda: consumer.committed(tps, timeout=timeout), kafka,
+                             f"reading the committed offsets of group {sink_group(config)}", timeout)
+        group = {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+        for tp in tps:
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            except KafkaException as exc:
+                raise kafka_error(exc, kafka, f"reading the end offsets of {tp.topic}[{tp.partition}]") from None
+            key = (tp.topic, tp.partition)
+            committed = saved.get(key, group.get(key))
+            lag = max(0, high - max(committed if committed is not None else low, low))
+            rows.append({"topic": tp.topic, "partition": tp.partition, "committed": committed, "end": high,
+                         "lag": lag, "group_offset": group.get(key)})
+    finally:
+        consumer.close()
+    return rows
+
+
+def _check_offset_entry(config: ConnectorConfig, i: int, partition: Any, offset: Any) -> None:
+    def bad(what: str) -> OffsetError:
+        return OffsetError(f"connector '{config.name}': offsets[{i}] {what}")
+
+    if not isinstance(partition, dict) or not partition:
+        raise bad("needs a non-empty 'partition' object")
+    if offset is not None and not isinstance(offset, dict):
+        raise bad(f"has an 'offset' that is neither an object nor null: {offset!r}")
+
+    def whole(obj: Mapping[str, Any], key: str, *, required: bool = True, negative: bool = False) -> None:
+        if key not in obj:
+            if required:
+                raise bad(f"needs {key!r}")
+            return
+        v = obj[key]
+        if isinstance(v, bool) or not isinstance(v, int) or (v < 0 and not negative):
+            raise bad(f"has {key}={v!r}; expected a whole number" + ("" if negative else " >= 0"))
+
+    def only(obj: Mapping[str, Any], allowed: set[str], what: str) -> None:
+        extra = sorted(set(obj) - allowed)
+        if extra:
+            raise bad(f"has unexpected {what} key(s) {extra}; expected {sorted(allowed)}")
+
+    if "kafka_topic" in partition or "kafka_partition" in partition:  # a sink's Kafka partition
+        if config.kind != "sink":
+            raise bad("is a Kafka partition ('kafka_topic', 'kafka_partition'), but the connector is a source")
+        only(partition, {"kafka_topic", "kafka_partition"}, "partition")
+        if not isinstance(partition.get("kafka_topic"), str) or not partition["kafka_topic"]:
+            raise bad("needs 'kafka_topic' (a topic name)")
+        if partition["kafka_topic"] not in topics_of(config):
+            raise bad(f"names topic {partition['kafka_topic']!r}, which the connector does not read "
+                      f"(its topics: {', '.join(topics_of(config))})")
+        whole(partition, "kafka_partition")
+        if offset is not None:
+            only(offset, {"kafka_offset"}, "offset")
+            whole(offset, "kafka_offset")
+    elif "filename" in partition:  # file source, or a file sink's file length
+        only(partition, {"filename"}, "partition")
+        if not isinstance(partition["filename"], str) or not partition["filename"]:
+            raise bad("needs 'filename' (a path)")
+        if config.cls.name not in ("airconnect.FileSource", "airconnect.FileSink"):
+            raise bad(f"is a file partition ('filename'), but {config.cls.name} has none")
+        if offset is not None:
+            whole(offset, "position")
+            if config.kind == "sink":
+                only(offset, {"position"}, "offset")
+            else:
+                only(offset, {"position", "inode", "tail_sha1"}, "offset")
+                whole(offset, "inode", required=False)
+                if "tail_sha1" in offset and not isinstance(offset["tail_sha1"], str):
+                    raise bad("has a 'tail_sha1' that is not a string")
+    elif "table" in partition or "query" in partition:  # JDBC source
+        if config.kind != "source" or "topic.prefix" not in config.values:
+            raise bad("is a JDBC partition ('table' or 'query'), but the connector is not a JDBC source")
+        only(partition, {"table", "query"}, "partition")
+        if offset is not None:
+            for key in ("timestamp", "timestamp_nanos"):
+                whole(offset, key, required=False)
+            whole(offset, "incrementing", required=False, negative=True)
+    else:
+        raise bad(f"has a partition {partition!r} that {config.cls.name} does not use")
+
+
+def check_offsets_document(config: ConnectorConfig, doc: Any) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Check a KIP-875 ``PATCH /connectors/<name>/offsets`` body; return its (partition, offset) pairs.
+
+    ``{"offsets": [{"partition": {...}, "offset": {...} | null}, ...]}``; ``null`` removes that
+    partition's offset. The partition and offset keys must be the connector's own.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("offsets"), list):
+        raise OffsetError(f"connector '{config.name}': expected {{\"offsets\": [{{\"partition\": {{...}}, \"offset\": {{...}}}}]}}")
+    extra = sorted(set(doc) - {"offsets"})
+    if extra:
+        raise OffsetError(f"connector '{config.name}': unexpected top-level key(s) {extra}; expected only 'offsets'")
+    if not doc["offsets"]:
+        raise OffsetError(f"connector '{config.name}': 'offsets' is empty; give at least one partition")
+    pairs = []
+    for i, entry in enumerate(doc["offsets"]):
+        if not isinstance(entry, dict) or "partition" not in entry or "offset" not in entry:
+            raise OffsetError(f"connector '{config.name}': offsets[{i}] needs both 'partition' and 'offset' (null to remove)")
+        extra = sorted(set(entry) - {"partition", "offset"})
+        if extra:
+            raise OffsetError(f"connector '{config.name}': offsets[{i}] has unexpected key(s) {extra}")
+        _check_offset_entry(config, i, entry["partition"], entry["offset"])
+        pairs.append((entry["partition"], entry["offset"]))
+    return pairs
+
+
+def set_offsets(config: ConnectorConfig, store: KeyValueStore, doc: Any,
+                kafka: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``PATCH /connectors/<name>/offsets`` (KIP-875): merge ``doc`` into the connector's offsets.
+
+    Each listed partition gets the given offset (``null``: its offset is removed); partitions not
+    listed keep theirs. Sinks: with ``kafka``, the new Kafka offsets are also committed for the
+    consumer group ``connect-<name>``, so Kafka's tools show the same positions.
+    """
+    pairs = check_offsets_document(config, doc)
+    offsets = Offsets(store, config.name)
+    entries = {json.dumps(p, sort_keys=True): (p, o) for p, o in offsets.items()}
+    for partition, offset in pairs:
+        key = json.dumps(partition, sort_keys=True)
+        if offset is None:
+            entries.pop(key, None)
+        else:
+            entries[key] = (partition, offset)
+    offsets.clear()
+    for partition, offset in entries.values():
+        offsets.put(partition, offset)
+    offsets.save()
+    if kafka is not None and config.kind == "sink":
+        commits = {(p["kafka_topic"], p["kafka_partition"]): o["kafka_offset"]
+                   for p, o in pairs if "kafka_topic" in p and o is not None}
+        commit_group_offsets(kafka, sink_group(config), commits)
+    log.info("connector '%s': offsets altered (%d partition(s))", config.name, len(pairs))
+    return {"message": f"The offsets for connector '{config.name}' have been altered successfully"}

@@ -1,0 +1,137 @@
+"""The airconnect CLI's offsets --set, lag and list, in-process against the real Kafka and Airflow's DB."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from airconnect.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+@pytest.fixture(scope="module")
+def airflow_db():
+    subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True, cwd=ROOT)
+
+
+@pytest.fixture
+def cli(tmp_path, unique, kafka, airflow_db, monkeypatch):
+    """A source and a sink on a fresh topic holding 4 records; ``cli.run(*args)`` -> (code, out, err)."""
+    topic = f"zaiko-cli-{unique}"
+    defs = tmp_path / "connectors"
+    defs.mkdir()
+    (defs / "load.json").write_text(json.dumps({"name": f"load-{unique}", "config": {
+        "connector.class": "FileStreamSource", "file": "zaiko/latest.txt", "topic": topic}}))
+    (defs / "sink.json").write_text(json.dumps({"name": f"sink-{unique}", "config": {
+        "connector.class": "FileStreamSink", "file": "ec/out.txt", "topics": topic}}))
+    monkeypatch.setenv("AIRCONNECT_CONNECTORS_DIR", str(defs))
+    monkeypatch.setenv("AIRCONNECT_DATA_DIR", str(tmp_path / "data"))
+    producer = Producer(kafka)
+    for i in range(4):
+        producer.produce(topic, f"line {i}".encode())
+    assert producer.flush(15) == 0
+
+    class Cli:
+        source, sink = f"load-{unique}", f"sink-{unique}"
+
+        def __init__(self):
+            self.topic = topic
+
+        def run(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            monkeypatch.setattr(sys, "stdout", out)
+            monkeypatch.setattr(sys, "stderr", err)
+            if stdin is not None:
+                monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+            try:
+                code = main(list(args))
+            finally:
+                monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+                monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+            return code, out.getvalue(), err.getvalue()
+
+    c = Cli()
+    yield c
+    from airconnect.hooks import VariableStore
+
+    for name in (c.source, c.sink):
+        VariableStore().delete(f"airconnect.offsets.{name}")
+
+
+def _variable(name: str):
+    from airconnect.hooks import VariableStore
+
+    raw = VariableStore().get(f"airconnect.offsets.{name}")
+    return None if raw is None else json.loads(raw)
+
+
+def test_offsets_set_from_a_file_patches_the_variable(cli, tmp_path):
+    doc = {"offsets": [{"partition": {"filename": "/d/zaiko/latest.txt"}, "offset": {"position": 40}}]}
+    f = tmp_path / "offsets.json"
+    f.write_text(json.dumps(doc))
+    code, out, err = cli.run("offsets", cli.source, "--set", str(f))
+    assert code == 0, err
+    assert f"The offsets for connector '{cli.source}' have been altered successfully" in out
+    assert _variable(cli.source) == doc
+    assert json.loads(out[out.index("{"):]) == doc  # then prints the new offsets
+    # PATCH semantics: other partitions stay; null removes one.
+    cli.run("offsets", cli.source, "--set", "-",
+            stdin='{"offsets": [{"partition": {"filename": "/other"}, "offset": {"position": 1}}]}')
+    assert len(_variable(cli.source)["offsets"]) == 2
+    cli.run("offsets", cli.source, "--set", "-", stdin='{"offsets": [{"partition": {"filename": "/other"}, "offset": null}]}')
+    assert _variable(cli.source) == doc
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("not json", "is not JSON"),
+    ('{"offsets": [{"partition": {"filename": "/f"}, "offset": {"position": "x"}}]}', "position='x'"),
+    ('[{"partition": {"filename": "/f"}, "offset": {"position": 1}}]', 'expected {"offsets"'),
+    ('{"offsets": [{"partition": {"kafka_topic": "t", "kafka_partition": 0}, "offset": {"kafka_offset": 1}}]}',
+     "the connector is a source"),
+])
+def test_offsets_set_refuses_a_bad_document_and_changes_nothing(cli, text, expected):
+    code, out, err = cli.run("offsets", cli.source, "--set", "-", stdin=text)
+    assert code == 2
+    assert expected in err, err
+    assert _variable(cli.source) is None
+
+
+def test_lag_of_sinks_and_list_shows_it(cli):
+    code, out, err = cli.run("lag")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].split("\t") == ["connector", "group", "topic", "partition", "committed", "end", "lag"]
+    assert lines[1].split("\t") == [cli.sink, f"connect-{cli.sink}", cli.topic, "0", "-", "4", "4"]
+
+    doc = {"offsets": [{"partition": {"kafka_topic": cli.topic, "kafka_partition": 0}, "offset": {"kafka_offset": 3}}]}
+    code, out, err = cli.run("offsets", cli.sink, "--set", "-", stdin=json.dumps(doc))
+    assert code == 0, err
+    code, out, err = cli.run("lag", cli.sink)
+    assert out.strip().splitlines()[1].split("\t") == [cli.sink, f"connect-{cli.sink}", cli.topic, "0", "3", "4", "1"]
+
+    from airconnect.core.kafka_client import committed_group_offsets
+    from airconnect.hooks import kafka_config
+
+    # --set on a sink also moves its consumer group, as Kafka Connect's PATCH does.
+    assert committed_group_offsets(kafka_config(), f"connect-{cli.sink}", cli.topic) == {0: 3}
+
+    code, out, err = cli.run("list")
+    assert code == 0, err
+    rows = {line.split("\t")[0]: line.split("\t") for line in out.strip().splitlines()}
+    assert rows[cli.sink][-1] == "lag=1"
+    assert not any(col.startswith("lag=") for col in rows[cli.source])
+
+
+def test_lag_refuses_sources_and_unknown_names(cli):
+    code, _, err = cli.run("lag", cli.source)
+    assert code == 2 and "is a source" in err
+    code, _, err = cli.run("lag", "nope")
+    assert code == 2 and "no connector named 'nope'" in err
