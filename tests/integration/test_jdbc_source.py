@@ -22,7 +22,7 @@ UTC = dt.timezone.utc
 class Db:
     """A throw-away table in the real database, and a way to read it with the connector."""
 
-    def __init__(self, kind: str, unique: str, kafka: dict):
+    def __init__(self, kind: str, unique: str, kafka: dict, driver: str | None = None):
         self.kind, self.kafka = kind, kafka
         self.table = f"sales_{unique}"
         self.topic_prefix = f"jdbc-{unique}."
@@ -30,6 +30,8 @@ class Db:
         self.store = MemoryStore()
         gen = generator()
         self.connect = gen.connect_pg if kind == "postgres" else gen.connect_mysql
+        if driver == "psycopg3":  # what the Postgres provider's hook hands out when psycopg 3 is installed
+            self.connect = _connect_psycopg3
         self.conn = self.connect()
         ts_type = "TIMESTAMPTZ(6)" if kind == "postgres" else "DATETIME(6)"
         idcol = "id BIGSERIAL PRIMARY KEY" if kind == "postgres" else "id BIGINT AUTO_INCREMENT PRIMARY KEY"
@@ -76,9 +78,19 @@ class Db:
         self.conn.close()
 
 
-@pytest.fixture(params=["postgres", "mysql"])
+def _connect_psycopg3():
+    import psycopg
+
+    conn = psycopg.connect(generator().default_pg_dsn())
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.commit()
+    return conn
+
+
+@pytest.fixture(params=["postgres", "mysql", "postgres-psycopg3"])
 def db(request, kafka, unique):
-    d = Db(request.param, unique, kafka)
+    kind, _, driver = request.param.partition("-")
+    d = Db(kind, unique, kafka, driver or None)
     yield d
     d.close()
 

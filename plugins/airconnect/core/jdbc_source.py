@@ -169,12 +169,12 @@ DIALECTS: Final = {
 
 def dialect_of(conn: Any) -> Dialect:
     module = type(conn).__module__
-    if module.startswith("psycopg2"):
+    if module.startswith("psycopg"):  # psycopg2, or psycopg 3 (the Postgres provider's default when installed)
         return DIALECTS["postgres"]
     if module.startswith("MySQLdb"):
         return DIALECTS["mysql"]
     raise PermanentError(f"unsupported database connection {module}.{type(conn).__name__}: airconnect reads PostgreSQL "
-                         "(psycopg2) and MySQL/MariaDB (mysqlclient)")
+                         "(psycopg 3 or psycopg2) and MySQL/MariaDB (mysqlclient)")
 
 
 def _db_error(exc: BaseException, what: str) -> Exception:
