@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
+from airconnect.assets import INVENTORY
+
 from airconnect.core.config import load_definitions
 from airconnect.core.file_sink import FILE_SINK
 from airconnect.core.file_source import FILE_SOURCE
@@ -38,7 +40,7 @@ with DAG(
     loads = []
     for source in sources:
         wait = FileChangeSensor(connector=source, poll_interval=0.5, max_wait=timedelta(minutes=30))
-        load = FileSourceOperator(connector=source)
+        load = FileSourceOperator(connector=source, outlets=[INVENTORY])  # auto_order follows inventory
         wait >> load
         loads.append(load)
     for sink in sinks:

@@ -20,13 +20,16 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from airconnect.core.config import load_definitions
 from airconnect.core.jdbc_source import JDBC_SOURCE
+from airconnect.core.manage import topics_of
 from airconnect.core.s3_sink import S3_SINK
 from airconnect.operators import JdbcSourceOperator, MonthManifestOperator, S3SinkOperator
 from airconnect.assets import FORECAST_INPUT
 
 definitions = load_definitions()
-sources = [c for c in definitions if c.cls is JDBC_SOURCE]
 sinks = [c for c in definitions if c.cls is S3_SINK]
+# The sources that feed the sinks: JDBC sources writing a topic an S3 sink exports.
+exported = {t for sink in sinks for t in sink["topics"]}
+sources = [c for c in definitions if c.cls is JDBC_SOURCE and exported.intersection(topics_of(c))]
 
 with DAG(
     dag_id="monthly_forecast_export",

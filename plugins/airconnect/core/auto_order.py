@@ -182,3 +182,23 @@ def place_orders(conn: Any, forecast: Mapping[str, Any] | None, policies: Mappin
     log.info("forecast %s: %d order(s) placed from %d series with known stock", month, len(placed), len(demand))
     return {"orders": placed, "placed": len(placed), "month": month, "series_with_stock": len(demand),
             "series_without_stock": blind}
+
+
+#: The topic the orders are published to (by the JDBC source definition that reads ``auto_orders``).
+ORDERS_TOPIC: Final = "auto-orders"
+
+
+def orders_topic() -> str:
+    """``$AIRCONNECT_ORDERS_TOPIC``, else ``auto-orders``: the auto_order DAG publishes the orders with
+    the JDBC source definition that writes this topic."""
+    import os
+
+    return os.environ.get("AIRCONNECT_ORDERS_TOPIC") or ORDERS_TOPIC
+
+
+def default_item_master() -> str:
+    """``$AIRCONNECT_ITEM_MASTER``, else ``include/items.csv`` of the project this package sits in."""
+    import os
+    from pathlib import Path
+
+    return os.environ.get("AIRCONNECT_ITEM_MASTER") or str(Path(__file__).resolve().parents[3] / "include" / "items.csv")

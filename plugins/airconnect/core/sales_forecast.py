@@ -207,10 +207,14 @@ def publish_forecast(doc: Mapping[str, Any], settings: ForecastSettings, kafka: 
         writer.close()
 
 
-def latest_forecast(s3: Any, bucket: str) -> dict[str, Any] | None:
-    """The newest ``forecast/year=YYYY/month=MM/forecast.json`` document, or None."""
+def latest_forecast(s3: Any, bucket: str, month: str | None = None) -> dict[str, Any] | None:
+    """The newest ``forecast/year=YYYY/month=MM/forecast.json`` document (or that of ``month``), or None."""
     best: str | None = None
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{FORECAST_PREFIX}/"):
+    prefix = f"{FORECAST_PREFIX}/"
+    if month:
+        y, m = parse_month(month)
+        prefix = f"{FORECAST_PREFIX}/year={y:04d}/month={m:02d}/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             if obj["Key"].endswith("/forecast.json") and (best is None or obj["Key"] > best):
                 best = obj["Key"]
@@ -219,3 +223,44 @@ def latest_forecast(s3: Any, bucket: str) -> dict[str, Any] | None:
     doc = json.loads(s3.get_object(Bucket=bucket, Key=best)["Body"].read())
     doc["key"] = best
     return doc
+
+
+def forecast_topic() -> str:
+    """The topic forecasts are published to: ``$AIRCONNECT_FORECAST_TOPIC``, else ``sales-forecast``."""
+    import os
+
+    return os.environ.get("AIRCONNECT_FORECAST_TOPIC") or FORECAST_TOPIC
+
+
+def settings_for(sink: Any, topic: str = FORECAST_TOPIC) -> ForecastSettings:
+    """The forecast's inputs from the S3 sink's definition (its bucket, ``topics.dir`` and topics),
+    published to ``topic``; the publication's offsets are named after the topic."""
+    return ForecastSettings(bucket=sink["s3.bucket.name"], topics=tuple(sink["topics"]), topics_dir=sink["topics.dir"],
+                            forecast_topic=topic, publisher=topic)
+
+
+def month_to_forecast_from(requested: str | None, event_months: Sequence[str]) -> str:
+    """The export month ``M`` a forecast run starts from (it forecasts ``M``+1).
+
+    ``requested`` (the trigger form's ``month``) wins; else the newest month among the
+    triggering manifest events. With neither, a clear error says how to run it.
+    """
+    if requested and requested.strip():
+        y, m = parse_month(requested)
+        return f"{y:04d}-{m:02d}"
+    months = sorted({f"{y:04d}-{m:02d}" for y, m in (parse_month(e) for e in event_months if e)})
+    if not months:
+        raise PermanentError("no month to forecast from: this run was not triggered by a month's export manifest; "
+                             "trigger it with the parameter month=YYYY-MM (the last exported month)")
+    return months[-1]
+
+
+def item_names(path: str) -> dict[str, str]:
+    """``item_id -> name`` from the item master, for the chart's labels (missing file: no names)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return {row["item_id"]: row.get("name") or "" for row in csv.DictReader(f)}
+    except (OSError, KeyError):
+        return {}

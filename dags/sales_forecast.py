@@ -1,0 +1,44 @@
+"""Flow 3, part 1: next month's sales forecast, from the monthly exports in S3.
+
+Runs when a month's export manifest lands (the Asset that ``monthly_forecast_export`` updates),
+or by hand with the trigger form's ``month`` (the last exported month, YYYY-MM). Forecasts the
+next month per item and shop (seasonal exponential smoothing with 24+ months of history,
+simpler methods otherwise: the forecast names the method per series), measures itself on the
+hold-out month (WAPE, MAPE), writes ``forecast/year=YYYY/month=MM/forecast.json`` and an
+actual-vs-forecast PNG to the same bucket, and publishes the forecast to ``sales-forecast``
+(``$AIRCONNECT_FORECAST_TOPIC``).
+
+``airflow dags test sales_forecast -c '{"month": "2018-10"}'`` forecasts 2018-11.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param
+
+from airconnect.assets import FORECAST_INPUT, SALES_FORECAST
+from airconnect.core.config import load_definitions
+from airconnect.core.s3_sink import S3_SINK
+from airconnect.core.sales_forecast import forecast_topic
+from airconnect.operators import SalesForecastOperator
+
+sinks = [c for c in load_definitions() if c.cls is S3_SINK]
+
+with DAG(
+    dag_id="sales_forecast",
+    description="Monthly exports in S3 -> next month's demand forecast (S3, topic sales-forecast, chart)",
+    schedule=[FORECAST_INPUT],
+    start_date=datetime(2016, 11, 1),
+    catchup=False,
+    max_active_runs=1,
+    params={"month": Param("", type="string", pattern=r"^(\d{4}-(0[1-9]|1[0-2]))?$",
+                           title="Last exported month (YYYY-MM)",
+                           description="Forecast the month after it. Empty: the month of the export that triggered the run.")},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    tags=["airconnect", "flow-3", "forecast"],
+    doc_md=__doc__,
+) as dag:
+    for sink in sinks[:1]:  # the forecast reads the forecast system's bucket: the (first) S3 sink's
+        SalesForecastOperator(task_id="forecast", connector=sink, month="{{ params.month }}",
+                              forecast_topic=forecast_topic(), outlets=[SALES_FORECAST])
