@@ -13,7 +13,9 @@ mkdir -p "$AIRFLOW_HOME"
 .venv/bin/airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || { tail -20 "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
 
 started_here=0
-if ! scripts/stack.sh status | grep -q "stopped\|not set up"; then
+# (Not `status | grep -q`: with pipefail, grep's early exit makes the pipeline fail by SIGPIPE.)
+stack_status=$(scripts/stack.sh status)
+if ! grep -q "stopped\|not set up" <<<"$stack_status"; then
   echo "[test] the stack is already running; leaving it running afterwards"
 else
   started_here=1
