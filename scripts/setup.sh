@@ -8,8 +8,8 @@ cd "$AIRCONNECT_ROOT"
 say() { printf '[setup] %s\n' "$*"; }
 
 # Debian packages: Java for Kafka, Maven to fetch its jars, the database servers, what
-# mysqlclient needs to build, and Chromium for the UI test.
-DEB_PACKAGES=(openjdk-17-jre-headless maven postgresql mariadb-server mariadb-client libmariadb-dev pkg-config gcc python3-venv chromium)
+# mysqlclient needs to build, Chromium for the UI test, and a Japanese font for the forecast charts.
+DEB_PACKAGES=(openjdk-17-jre-headless maven postgresql mariadb-server mariadb-client libmariadb-dev pkg-config gcc python3-venv chromium fonts-ipafont-gothic)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   case "$p" in
@@ -17,7 +17,7 @@ for p in "${DEB_PACKAGES[@]}"; do
     maven) command -v mvn >/dev/null && continue ;;
     postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && continue ;;
     python3-venv) python3 -c 'import ensurepip, venv' 2>/dev/null && continue ;;
-    chromium) command -v chromium >/dev/null && continue ;;
+    chromium fonts-ipafont-gothic) command -v chromium >/dev/null && continue ;;
   esac
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done

@@ -221,3 +221,19 @@ def test_chart_draws_the_busiest_series_into_a_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     with pytest.raises(ValueError, match="months has 3 labels for 6 months"):
         plot_actual_vs_forecast(path, series, forecasts, months[:3], "EC demand")
+
+
+def test_chart_draws_japanese_item_names(tmp_path):
+    """Item names such as お茶 and 麦茶 are drawn with real glyphs, not empty boxes
+    (scripts/setup.sh installs a CJK font; matplotlib warns about each glyph it cannot draw)."""
+    import warnings
+
+    from airconnect.core.charts import plot_actual_vs_forecast
+
+    series = {"ITEM001 お茶 500ml": [10.0, 12.0, 11.0], "ITEM006 麦茶 2L": [5.0, 6.0, 7.0]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_actual_vs_forecast(tmp_path / "cjk.png", series, {k: 9.0 for k in series}, ["2018-08", "2018-09", "2018-10"],
+                                "需要予測")
+    missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    assert missing == []

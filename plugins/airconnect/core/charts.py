@@ -13,6 +13,17 @@ from pathlib import Path
 
 #: Panels drawn at most; the series with the most units sold come first.
 DEFAULT_MAX_PANELS = 6
+#: Fonts tried, in order, for glyphs DejaVu Sans lacks (item names in Japanese, Chinese, Korean);
+#: scripts/setup.sh installs IPAGothic (Debian's fonts-ipafont-gothic).
+CJK_FONTS = ("IPAGothic", "IPAexGothic", "Noto Sans CJK JP", "Noto Sans CJK KR", "WenQuanYi Zen Hei")
+
+
+def _font_families() -> list[str]:
+    """DejaVu Sans, then the installed CJK fonts as fallbacks (matplotlib >= 3.6 falls back per glyph)."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *[f for f in CJK_FONTS if f in installed]]
 
 
 def plot_actual_vs_forecast(
@@ -31,9 +42,7 @@ def plot_actual_vs_forecast(
     names the forecast month (otherwise it is labelled ``'next'``). Only the ``max_panels`` series with
     the most units sold are drawn. Returns the names drawn, in panel order.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib import rc_context
 
     if not series:
         raise ValueError("no series to plot")
@@ -48,6 +57,17 @@ def plot_actual_vs_forecast(
     labels = list(months) + ([] if len(months) == n + 1 else ["next"])
 
     names = sorted(series, key=lambda k: (-sum(series[k]), str(k)))[:max_panels]
+    with rc_context({"font.family": _font_families()}):
+        _draw(path, series, forecasts, names, labels, n, title)
+    return [str(k) for k in names]
+
+
+def _draw(path: str | os.PathLike, series: Mapping[str, Sequence[float]], forecasts: Mapping[str, float],
+          names: list[str], labels: list[str], n: int, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
     fig = Figure(figsize=(4.2 * cols, 3.0 * rows + 0.6), dpi=100, layout="constrained")
@@ -81,4 +101,3 @@ def plot_actual_vs_forecast(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
-    return [str(k) for k in names]
