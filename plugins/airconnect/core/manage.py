@@ -52,26 +52,34 @@ def reset_offsets(config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[
     crash recovery cannot bring the old position back. Sinks: the Variable is removed and
     the consumer group ``connect-<name>`` is deleted.
     """
-    offsets = Offsets(store, config.name)
+    reset_named_offsets(config.name, store, kafka, group=sink_group(config) if config.kind == "sink" else None)
+    return {"message": f"The offsets for connector '{config.name}' have been reset successfully"}
+
+
+def reset_named_offsets(name: str, store: KeyValueStore, kafka: Mapping[str, Any], *, group: str | None = None) -> int:
+    """Reset the offsets kept under ``name``: those of a source-like writer (journalled in
+    ``airconnect-offsets``; the forecast publication, say) or, with ``group``, of a sink-like
+    reader (its consumer group is deleted; the inventory view, say). Returns the partitions reset."""
+    offsets = Offsets(store, name)
     partitions = [p for p, _ in offsets.items()]
-    if config.kind == "source":
+    if group is None:
         if Admin(kafka).topics().get(OFFSETS_TOPIC):
-            keys = {journal_key(config.name, p) for p in partitions} | set(read_journal(kafka, config.name))
+            keys = {journal_key(name, p) for p in partitions} | set(read_journal(kafka, name))
             producer = Producer({**client_config(kafka), "enable.idempotence": True, "acks": "all"})
             for key in keys:
                 producer.produce(OFFSETS_TOPIC, None, key)
             if producer.flush(30):
-                raise kafka_error(KafkaException(), kafka, f"connector '{config.name}': journalling the reset")
+                raise kafka_error(KafkaException(), kafka, f"connector '{name}': journalling the reset")
     else:
         admin = AdminClient(client_config(kafka))
         try:
-            admin.delete_consumer_groups([sink_group(config)], request_timeout=15)[sink_group(config)].result()
+            admin.delete_consumer_groups([group], request_timeout=15)[group].result()
         except KafkaException as exc:
             if "GROUP_ID_NOT_FOUND" not in str(exc) and "not found" not in str(exc).lower():
-                raise kafka_error(exc, kafka, f"connector '{config.name}': deleting group {sink_group(config)}") from None
+                raise kafka_error(exc, kafka, f"connector '{name}': deleting group {group}") from None
     store.delete(offsets.key)
-    log.info("connector '%s': offsets reset (%d partition(s))", config.name, len(partitions))
-    return {"message": f"The offsets for connector '{config.name}' have been reset successfully"}
+    log.info("connector '%s': offsets reset (%d partition(s))", name, len(partitions))
+    return len(partitions)
 
 
 def delete_topics(topics: list[str], kafka: Mapping[str, Any]) -> list[str]:
