@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task, register
 from airconnect.core.converters import payload_text
+from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.kafka_client import (
     PartitionProgress, commit_group_offsets, committed_group_offsets, read_to_end, sink_group_id,
@@ -130,6 +131,11 @@ class FileSink:
         progress = Progress(log, f"connector '{self.name}' ({', '.join(self.topics)} -> {self.path})")
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         length = self._recover_file(result)
+        if self.offsets.get(self.file_partition) is None:
+            # The first run: save the file's length before writing anything, so that a run killed
+            # before its first checkpoint is truncated back to it (not left with lines written twice).
+            self.offsets.put(self.file_partition, {"position": length})
+            self.offsets.save()
         starts = self._start_offsets()
         partitions: dict[tuple[str, int], PartitionProgress] = {}
         buf = bytearray()
@@ -141,7 +147,9 @@ class FileSink:
                     f.write(buf)
                     buf.clear()
                 f.flush()
+                failpoint("file_sink.written")
                 os.fsync(f.fileno())
+                failpoint("file_sink.fsynced")
                 length = f.tell()
                 for (topic, p), pp in partitions.items():
                     self.offsets.put({"kafka_topic": topic, "kafka_partition": p}, {"kafka_offset": pp.next_offset})
