@@ -17,6 +17,7 @@ def read_topic(kafka: dict[str, Any], topic: str, *, committed_only: bool = True
         **kafka, "group.id": f"test-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "auto.offset.reset": "earliest", "enable.partition.eof": True,
         "isolation.level": "read_committed" if committed_only else "read_uncommitted",
+        "fetch.wait.max.ms": 20,  # the end of each partition is known 20 ms after its last record, not 500
     })
     try:
         md = c.list_topics(topic, timeout=timeout)

@@ -23,6 +23,7 @@ from typing import Any, Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import DataError, KafkaUnavailableError, PermanentError
 
 log = logging.getLogger(__name__)
@@ -250,11 +251,13 @@ class SourceWriter:
 
     def commit(self, offsets: Mapping[bytes, tuple[Mapping[str, Any], Mapping[str, Any] | None]]) -> None:
         """Write each ``journal key -> (offset, previous offset)`` and commit the transaction."""
+        failpoint("kafka.produced")
         for key, (offset, previous) in offsets.items():
             self.produce(
                 OFFSETS_TOPIC, json.dumps(offset, sort_keys=True, separators=(",", ":")).encode(), key,
                 headers=[(PREVIOUS_HEADER, json.dumps(previous, sort_keys=True, separators=(",", ":")).encode())],
             )
+        failpoint("kafka.before_commit")
         try:
             self.producer.commit_transaction(self.timeout)
         except KafkaException as exc:
@@ -264,6 +267,7 @@ class SourceWriter:
                 raise DataError(f"connector '{self.connector}': a record is larger than the broker accepts ({first.str()})") from None
             raise kafka_error(exc, self.conn, f"connector '{self.connector}': committing a batch (nothing of it was delivered)") from None
         self._in_txn = False
+        failpoint("kafka.after_commit")
         if self._errors:  # cannot happen after a successful commit, but never hide it
             raise KafkaUnavailableError(f"connector '{self.connector}': {len(self._errors)} record(s) failed: {self._errors[0].str()}")
 
@@ -339,6 +343,10 @@ def read_to_end(
         "auto.offset.reset": "earliest",
         "fetch.max.bytes": 52428800,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        # A bounded read learns a partition's end from a fetch that finds nothing more; the broker
+        # holds such a fetch for fetch.wait.max.ms (librdkafka: 500 ms). Fetches with data return
+        # at once either way, so a short wait only shortens the end of each read.
+        "fetch.wait.max.ms": 20,
     })
     consumer = Consumer(cfg)
     try:
@@ -386,7 +394,10 @@ def read_to_end(
         consumer.assign(assign)
         idle_since = time.monotonic()
         while remaining:
-            msgs = consumer.consume(batch_size, timeout=0.1)
+            # consume() waits out its whole timeout unless batch_size records are queued; librdkafka
+            # fetches in the background, so a short wait still returns full batches under load and
+            # does not add 100 ms per call to a small read (the journal, a few new records).
+            msgs = consumer.consume(batch_size, timeout=0.01)
             if not msgs:
                 if time.monotonic() - idle_since > timeout:
                     raise KafkaUnavailableError(
