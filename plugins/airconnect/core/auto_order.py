@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from airconnect.core.converters import payload_text
+from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import DataError
 from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, read_to_end
 from airconnect.core.months import parse_month
@@ -120,7 +121,9 @@ def update_inventory_view(conn: Any, kafka: Mapping[str, Any], store: KeyValueSt
             [(i, s, st, w, o) for (i, s), (st, w, o) in sorted(latest.items())],
         )
         cur.close()
+    failpoint("view.applied")
     conn.commit()
+    failpoint("view.committed")
     moved = {k: pp.next_offset for k, pp in parts.items() if pp.next_offset != pp.start}
     for (topic, p), nxt in moved.items():
         offsets.put({"kafka_topic": topic, "kafka_partition": p}, {"kafka_offset": nxt})
@@ -171,7 +174,9 @@ def place_orders(conn: Any, forecast: Mapping[str, Any] | None, policies: Mappin
             placed.append({"order_id": order_id, "item_id": line.item_id, "shop_id": line.shop_id,
                            "quantity": line.quantity})
             log.info("order %s: %s", order_id, line.explain())
+        failpoint("orders.inserted")
         conn.commit()
+        failpoint("orders.committed")
     except BaseException:
         conn.rollback()
         raise

@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
+from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import OffsetError
 
 VARIABLE_PREFIX: Final = "airconnect.offsets."
@@ -117,6 +118,7 @@ class Offsets:
 
     def save(self) -> None:
         self.store.set(self.key, json.dumps(self.document(), ensure_ascii=False, sort_keys=True))
+        failpoint("offsets.saved")
 
     def clear(self) -> None:
         self._entries.clear()

@@ -61,6 +61,7 @@ from zoneinfo import ZoneInfo
 
 from airconnect.core import jsonexact
 from airconnect.core.config import JSON_CONVERTER, ConnectorClass, ConnectorConfig, Key, check_timezone, register
+from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
 from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, read_to_end, sink_group_id
 from airconnect.core.offsets import KeyValueStore, Offsets
@@ -318,6 +319,7 @@ class ObjectUpload:
             self._upload_id = self.bucket.create_multipart(self.key, ContentType=self.content_type)
         self._parts.append(self.bucket.upload_part(self.key, self._upload_id, len(self._parts) + 1, bytes(self._buffer)))
         self._buffer.clear()
+        failpoint("s3.part_uploaded")
 
     def metadata(self) -> dict[str, str]:
         return {"records": str(self.records), "sha256": self._sha256.hexdigest(),
@@ -459,6 +461,7 @@ class S3Sink:
         def close(okey: tuple[str, int, int, int]) -> None:
             obj = open_objects[okey]
             obj.close()
+            failpoint("s3.object_uploaded")
             del open_objects[okey]  # only now: a failed close is aborted with the other open objects
             result.objects.append(obj.key)
             result.bytes += obj.size
