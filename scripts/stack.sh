@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 STACK="$AIRCONNECT_STACK_DIR"
-KAFKA_LIBS="$STACK/kafka-libs"
+KAFKA_LIBS="${AIRCONNECT_KAFKA_LIBS:-$STACK/kafka-libs}"  # shared by a second stack folder (the broker-failure test)
 ALL_SERVICES=(kafka postgres mariadb s3)
 
 say() { printf '[stack] %s\n' "$*"; }
