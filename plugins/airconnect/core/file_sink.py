@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task, register
 from airconnect.core.converters import payload_text
+from airconnect.core.deadletters import SinkDeadLetters, tolerates
 from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.kafka_client import (
@@ -63,6 +64,7 @@ class FileSinkResult:
     bytes: int = 0
     skipped_null: int = 0
     truncated_bytes: int = 0
+    dead_letters: int = 0
     seconds: float = 0.0
     offsets: dict[str, int] = field(default_factory=dict)
 
@@ -137,12 +139,15 @@ class FileSink:
             self.offsets.put(self.file_partition, {"position": length})
             self.offsets.save()
         starts = self._start_offsets()
+        dead = SinkDeadLetters(self.config, self.kafka, self.topics) if tolerates(self.config) else None
         partitions: dict[tuple[str, int], PartitionProgress] = {}
         buf = bytearray()
         since_checkpoint = 0
         with open(self.path, "ab") as f:
             def checkpoint() -> None:
                 nonlocal since_checkpoint, length
+                if dead is not None:
+                    dead.flush()  # dead letters are acknowledged before the offsets move past them
                 if buf:
                     f.write(buf)
                     buf.clear()
@@ -162,6 +167,11 @@ class FileSink:
                 try:
                     text = payload_text(msg.value())
                 except DataError as exc:
+                    if dead is not None:  # errors.tolerance=all: to the dead-letter topic, and go on
+                        dead.send(msg, exc, "VALUE_CONVERTER")
+                        result.dead_letters += 1
+                        since_checkpoint += 1
+                        continue
                     partitions[(msg.topic(), msg.partition())].next_offset = msg.offset()  # stay before it
                     checkpoint()
                     raise DataError(
@@ -191,4 +201,7 @@ class FileSink:
         result.offsets = {f"{t}[{p}]": pp.next_offset for (t, p), pp in partitions.items()}
         if result.skipped_null:
             log.info("connector '%s': %d records had no value (tombstones) and wrote no line", self.name, result.skipped_null)
+        if result.dead_letters:
+            log.warning("connector '%s': %d malformed record(s) went to the dead-letter topic(s) %s", self.name,
+                        result.dead_letters, ", ".join(sorted(set(dead.topics.values()))) if dead else "")
         return result

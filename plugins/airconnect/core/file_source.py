@@ -14,6 +14,7 @@ before it (CRLF) is dropped.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any, Final
 
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task, register
 from airconnect.core.converters import StringValueWriter
+from airconnect.core.deadletters import DeadLetter, context_headers, dead_letter_topic, report, tolerates
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
 from airconnect.core.offsets import KeyValueStore, Offsets
@@ -46,6 +48,8 @@ FILE_SOURCE = register(ConnectorClass(
         Key("file", "path", doc="The file to read; relative paths are under $AIRCONNECT_DATA_DIR."),
         Key("topic", "topic", doc="The topic to write each line to."),
         Key("batch.size", "int", 10000, "Lines per Kafka transaction (one offset commit per batch).", minimum=1),
+        Key("csv.fields", "int", 0, "airconnect: lines must have this many comma-separated fields (0: any); "
+            "others are malformed (see errors.tolerance).", minimum=0),
     ),
     doc="Reads a growing text file, one record per line.",
     check=one_task,
@@ -65,6 +69,7 @@ class FileSourceResult:
     reset: str | None = None
     recovered: bool = False
     waiting_partial_line: bool = False
+    dead_letters: int = 0
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +121,22 @@ class FileSource:
         self.offsets = Offsets(store, config.name)
         self.kafka = dict(kafka)
         self.partition = {"filename": self.path}
+        self.fields: int = config["csv.fields"]
+        self.dead_topic = dead_letter_topic(config, self.topic) if tolerates(config) else None
+
+    def _malformed(self, line: bytes, pos: int) -> tuple[str | None, DataError | None]:
+        """The line's text, or what is wrong with it (not UTF-8, the wrong number of fields)."""
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, DataError(f"the line at byte {pos} of {self.path} is not valid UTF-8 "
+                                   f"(byte {pos + exc.start}: {exc.reason})")
+        if self.fields:
+            n = len(next(csv.reader([text]), []))
+            if n != self.fields:
+                return None, DataError(f"the line at byte {pos} of {self.path} has {n} comma-separated field(s); "
+                                       f"csv.fields is {self.fields}")
+        return text, None
 
     def stored_offset(self) -> dict[str, Any] | None:
         offset = self.offsets.get(self.partition)
@@ -137,6 +158,8 @@ class FileSource:
             return result
         admin = Admin(self.kafka)
         admin.ensure_topic(self.topic)
+        if self.dead_topic:
+            admin.ensure_topic(self.dead_topic)
         admin.ensure_offsets_topic()
         writer = SourceWriter(self.kafka, self.name)
         key = journal_key(self.name, self.partition)
@@ -185,6 +208,7 @@ class FileSource:
             f.seek(position)
             previous = offset
             batch: list[bytes] = []
+            dead: list[DeadLetter] = []
             batch_start = position
             pending = b""
             pos = position  # byte position just after the last complete line seen
@@ -201,28 +225,33 @@ class FileSource:
                     line = data[start:nl]
                     if line.endswith(b"\r"):
                         line = line[:-1]
-                    try:
-                        text = line.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        bad_at = pos  # data[start] is at byte pos of the file
-                        if batch:
-                            previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result, progress)
-                        raise DataError(
-                            f"connector '{self.name}': the line at byte {bad_at} of {self.path} is not valid UTF-8 "
-                            f"(byte {bad_at + exc.start}: {exc.reason}). The {result.records} lines before it were delivered; "
-                            f"the stored position stays at byte {bad_at}."
-                        ) from None
-                    batch.append(self.to_value(text))
+                    text, error = self._malformed(line, pos)  # data[start] is at byte pos of the file
+                    if error is not None:
+                        if self.dead_topic is None:  # errors.tolerance=none: stop just before it
+                            if batch or dead:
+                                previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous,
+                                                        result, progress, dead)
+                            raise DataError(
+                                f"connector '{self.name}': {error}. The {result.records} lines before it were delivered; "
+                                f"the stored position stays at byte {pos}."
+                            ) from None
+                        report(self.config, error, f"the line at byte {pos}", self.dead_topic)
+                        dead.append(DeadLetter(self.dead_topic, line, context_headers(
+                            self.config, error, "SOURCE", file=self.path, position=pos)))
+                    else:
+                        batch.append(self.to_value(text))
                     result.bytes += nl + 1 - start
                     pos += nl + 1 - start
                     start = nl + 1
-                    if len(batch) >= self.batch_size:
-                        previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result, progress)
-                        batch = []
+                    if len(batch) + len(dead) >= self.batch_size:
+                        previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result,
+                                                progress, dead)
+                        batch, dead = [], []
                         batch_start = pos
                 pending = data[start:]
-            if batch:
-                previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result, progress)
+            if batch or dead:
+                previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result, progress,
+                                        dead)
             elif offset is not None and (reason or offset.get("inode") != st.st_ino or "tail_sha1" not in offset):
                 # Nothing new, but record what the position refers to (a reset, or a Connect-shaped offset).
                 self._save({"position": pos, "inode": st.st_ino, "tail_sha1": _tail_sha1(f, pos)})
@@ -233,15 +262,20 @@ class FileSource:
             result.to_position = pos
 
     def _commit(self, writer: SourceWriter, key: bytes, f: Any, batch: list[bytes], batch_start: int, pos: int,
-                inode: int, previous: dict[str, Any] | None, result: FileSourceResult, progress: Progress) -> dict[str, Any]:
+                inode: int, previous: dict[str, Any] | None, result: FileSourceResult, progress: Progress,
+                dead: list[DeadLetter] = ()) -> dict[str, Any]:
+        """One transaction: the lines, the batch's dead letters and the new position."""
         here = f.tell()
         new = {"position": pos, "inode": inode, "tail_sha1": _tail_sha1(f, pos)}
         f.seek(here)
         writer.begin()
         writer.produce_many(self.topic, batch)
+        for letter in dead:
+            writer.produce(letter.topic, letter.value, headers=letter.headers)
         writer.commit({key: (new, previous)})
         self._save(new)
         result.records += len(batch)
+        result.dead_letters += len(dead)
         result.batches += 1
         result.to_position = pos
         progress.add(len(batch))

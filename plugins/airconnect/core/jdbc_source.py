@@ -64,6 +64,9 @@ EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 def _check(cfg: ConnectorConfig) -> None:
     name = cfg.name
+    if cfg["errors.tolerance"] != "none":
+        raise ConfigError("must be 'none': the JDBC source has no dead-letter topic; a value it cannot convert "
+                          "(a NaN or infinite number) stops the run at that row", connector=name, key="errors.tolerance")
     if cfg["connection.url"]:
         raise ConfigError("is not used: airconnect reads the database address and credentials from an "
                           "Airflow Connection; name it with 'db.conn.id'", connector=name, key="connection.url")

@@ -61,6 +61,7 @@ from zoneinfo import ZoneInfo
 
 from airconnect.core import jsonexact
 from airconnect.core.config import JSON_CONVERTER, ConnectorClass, ConnectorConfig, Key, check_timezone, register
+from airconnect.core.deadletters import SinkDeadLetters, tolerates
 from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
 from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, read_to_end, sink_group_id
@@ -105,9 +106,6 @@ def _check_flush_bytes(value: int) -> str | None:
 
 def _check_s3_sink(cfg: ConnectorConfig) -> None:
     """What the S3 sink cannot honour among the keys every connector accepts."""
-    if cfg["errors.tolerance"] != "none":
-        raise ConfigError("must be 'none': the S3 sink has no dead-letter queue yet; a bad record stops its partition",
-                          connector=cfg.name, key="errors.tolerance")
     if cfg["value.converter"] != JSON_CONVERTER:
         raise ConfigError(f"must be {JSON_CONVERTER!r}: the S3 sink reads JSON objects (with or without a schema envelope)",
                           connector=cfg.name, key="value.converter")
@@ -364,6 +362,7 @@ class S3SinkResult:
     bytes: int = 0  # as stored
     months: list[str] = field(default_factory=list)
     skipped_null: int = 0
+    dead_letters: int = 0
     seconds: float = 0.0
     offsets: dict[str, int] = field(default_factory=dict)
 
@@ -372,6 +371,7 @@ class S3SinkResult:
 
 
 TopicAndPartition = tuple[str, int]
+_DEAD_LETTER: Final = object()  # a record that went to the dead-letter topic
 
 
 class S3Sink:
@@ -451,6 +451,7 @@ class S3Sink:
         progress = Progress(log, f"connector '{self.name}' ({', '.join(self.topics)} -> s3://{bucket.name}/{self.topics_dir})")
         bucket.check()  # before consuming: a missing bucket or bad credentials touch no offset
         starts = self._start_offsets()
+        dead = SinkDeadLetters(self.config, self.kafka, self.topics) if tolerates(self.config) else None
         partitions: dict[TopicAndPartition, PartitionProgress] = {}
         saved: dict[TopicAndPartition, int] = {}  # offsets as of the last checkpoint (else the run's start)
         since_checkpoint: Counter[TopicAndPartition] = Counter()
@@ -473,6 +474,8 @@ class S3Sink:
             tps = sorted(tps)
             if not tps:
                 return
+            if dead is not None:
+                dead.flush()  # dead letters are acknowledged before the offsets move past them
             for okey in sorted(k for k in open_objects if k[:2] in tps):
                 close(okey)
             for tp in tps:
@@ -494,9 +497,15 @@ class S3Sink:
                 try:
                     converted = self._line_and_month(msg.value())
                 except DataError as exc:
-                    failures[tp] = (offset, str(exc))
-                    continue
-                if converted is None:
+                    if dead is None:
+                        failures[tp] = (offset, str(exc))
+                        continue
+                    dead.send(msg, exc, "VALUE_CONVERTER")  # errors.tolerance=all: dead-letter it, go on
+                    result.dead_letters += 1
+                    converted = _DEAD_LETTER
+                if converted is _DEAD_LETTER:
+                    pass
+                elif converted is None:
                     result.skipped_null += 1
                 else:
                     line, (year, month) = converted
