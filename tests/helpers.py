@@ -10,6 +10,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def read_topic(kafka: dict[str, Any], topic: str, *, committed_only: bool = True, timeout: float = 15.0) -> list[bytes | None]:
     """Every record value of ``topic`` from the beginning to the current end, as a plain consumer sees it."""

@@ -223,3 +223,41 @@ def test_many_lines_in_several_batches(flow):
     src, snk = flow.pass_()
     assert (src["records"], src["batches"], snk["records"]) == (5000, 5, 5000)
     assert flow.ec.read_text() == body
+
+
+def test_a_10_mb_line_arrives_whole(flow):
+    big = "ITEM999,SHOP001," + "x" * (10 * 1024 * 1024) + ",2018-10-01 01:01:01"
+    flow.inventory.write_text(SCENARIO.splitlines(keepends=True)[0] + big + "\n" + SCENARIO.splitlines(keepends=True)[1])
+    source, sink = flow.pass_()
+    assert source["records"] == 3 and sink["records"] == 3
+    assert flow.ec.read_bytes() == flow.inventory.read_bytes()
+
+
+def test_a_file_replaced_while_a_run_reads_it(flow, kafka, tmp_path):
+    """The run reads the file it opened to its end; the next run reads the new file from its start."""
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT
+
+    old = [f"OLD{i:06d},SHOP001,{i},2018-10-01 01:01:01" for i in range(200_000)]
+    flow.inventory.write_text("".join(line + "\n" for line in old))
+    spec = tmp_path / "spec.json"
+    store = tmp_path / "offsets.json"
+    spec.write_text(json.dumps({"kafka": kafka, "store": str(store),
+                                "definition": file_source(flow.source["name"], str(flow.inventory), flow.topic,
+                                                          **{"batch.size": "5000"})}))
+    child = [sys.executable, str(ROOT / "tests" / "crash_child.py"), str(spec)]
+    proc = subprocess.Popen(child, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.8)
+    assert proc.poll() is None, "the run finished before the file could be replaced; give it more lines"
+    new = ["NEW000001,SHOP001,1,2018-10-02 02:02:02", "NEW000002,SHOP001,2,2018-10-02 02:02:02"]
+    replacement = flow.inventory.with_suffix(".new")
+    replacement.write_text("".join(line + "\n" for line in new))
+    os.replace(replacement, flow.inventory)  # as log rotation or `mv` does
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    assert [json.loads(v)["payload"] for v in flow.records()] == old
+    assert subprocess.run(child, cwd=ROOT, capture_output=True, timeout=120).returncode == 0
+    assert [json.loads(v)["payload"] for v in flow.records()] == old + new

@@ -64,15 +64,23 @@ def hub(tmp_path_factory, kafka):
 
     gen = generator()
     u = uuid.uuid4().hex[:8]
+    # The DAGs log in with passwords of their own, so the secrets test can look for them.
+    secrets = SimpleNamespace(pg=f"pg-{uuid.uuid4().hex}", my=f"my-{uuid.uuid4().hex}", aws=f"aws-{uuid.uuid4().hex}")
     pg_admin = psycopg2.connect(gen.default_pg_dsn())
     pg_admin.autocommit = True
     my_admin = MySQLdb.connect(host="127.0.0.1", port=int(MY_PORT), user="airconnect", password="airconnect")
     with pg_admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE ec_{u}")
         cur.execute(f"CREATE DATABASE ao_{u}")
-    my_admin.cursor().execute(f"CREATE DATABASE pos_{u}")
+        cur.execute(f"CREATE ROLE flows_{u} LOGIN SUPERUSER PASSWORD '{secrets.pg}'")
+    my_cur = my_admin.cursor()
+    my_cur.execute(f"CREATE DATABASE pos_{u}")
+    for host in ("%", "localhost", "127.0.0.1"):
+        my_cur.execute(f"CREATE USER 'flows_{u}'@'{host}' IDENTIFIED BY '{secrets.my}'")
+        my_cur.execute(f"GRANT ALL ON pos_{u}.* TO 'flows_{u}'@'{host}'")
     pg_url = f"postgresql://airconnect:airconnect@127.0.0.1:{PG_PORT}"
     my_url = f"mysql://airconnect:airconnect@127.0.0.1:{MY_PORT}/pos_{u}"
+    dag_pg_url = f"postgresql://flows_{u}:{secrets.pg}@127.0.0.1:{PG_PORT}"
     common = dict(months=gen.month_range("2018-10", MONTHS), rows_per_month=150, seed=7, reset=True, batch_size=5000)
     conn = gen.connect_pg(f"{pg_url}/ec_{u}")
     gen.generate_ec(conn, **common)
@@ -93,17 +101,23 @@ def hub(tmp_path_factory, kafka):
     env = {
         **os.environ,
         "AIRCONNECT_CONNECTORS_DIR": str(defs), "AIRCONNECT_DATA_DIR": str(base / "data"),
-        f"AIRFLOW_CONN_EC_{u.upper()}": f"{pg_url}/ec_{u}",
-        f"AIRFLOW_CONN_AO_{u.upper()}": f"{pg_url}/ao_{u}",
-        f"AIRFLOW_CONN_POS_{u.upper()}": my_url,
+        f"AIRFLOW_CONN_EC_{u.upper()}": f"{dag_pg_url}/ec_{u}",
+        f"AIRFLOW_CONN_AO_{u.upper()}": f"{dag_pg_url}/ao_{u}",
+        f"AIRFLOW_CONN_POS_{u.upper()}": f"mysql://flows_{u}:{secrets.my}@127.0.0.1:{MY_PORT}/pos_{u}",
+        "AIRFLOW_CONN_AWS_FORECAST": json.dumps({"conn_type": "aws", "login": "airconnect", "password": secrets.aws,
+                                                 "extra": {"endpoint_url": S3_URL, "region_name": "us-east-1"}}),
         "AIRCONNECT_FORECAST_TOPIC": f"sales-forecast-{u}", "AIRCONNECT_ORDERS_TOPIC": f"auto-orders-{u}",
     }
     subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True, cwd=ROOT, env=env)
-    yield SimpleNamespace(u=u, s3=s3, bucket=bucket, env=env, kafka=kafka, pg_url=pg_url, my_url=my_url, gen=gen)
+    yield SimpleNamespace(u=u, s3=s3, bucket=bucket, env=env, kafka=kafka, pg_url=pg_url, my_url=my_url, gen=gen,
+                          secrets=secrets, outputs=[])
     with pg_admin.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS ec_{u} WITH (FORCE)")
         cur.execute(f"DROP DATABASE IF EXISTS ao_{u} WITH (FORCE)")
-    my_admin.cursor().execute(f"DROP DATABASE IF EXISTS pos_{u}")
+        cur.execute(f"DROP ROLE IF EXISTS flows_{u}")
+    my_cur.execute(f"DROP DATABASE IF EXISTS pos_{u}")
+    for host in ("%", "localhost", "127.0.0.1"):
+        my_cur.execute(f"DROP USER IF EXISTS 'flows_{u}'@'{host}'")
     pg_admin.close()
     my_admin.close()
 
@@ -112,6 +126,7 @@ def dags_test(hub, dag_id: str, *args: str) -> str:
     proc = subprocess.run([AIRFLOW, "dags", "test", dag_id, *args], env=hub.env, cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     out = proc.stdout + proc.stderr
+    hub.outputs.append(out)
     assert proc.returncode == 0, f"airflow dags test {dag_id} failed:\n{out[-6000:]}"
     assert "state=failed" not in out.replace("previous_state=failed", ""), out[-6000:]
     return out
@@ -237,3 +252,23 @@ def test_auto_order_orders_what_the_forecast_and_stock_call_for_and_never_twice(
     dags_test(hub, "auto_order")  # a re-run (or a run after a crash) orders nothing twice
     assert _orders(hub) == rows
     assert len(read_topic(hub.kafka, f"auto-orders-{hub.u}")) == 1
+
+
+def test_no_password_or_key_appears_in_task_logs_or_xcom(hub):
+    """The runs above used the Connections' passwords (their own database roles, an S3 secret of
+    their own): none of them may show in what the runs printed, the task log files or XCom."""
+    import sqlite3
+
+    home = Path(hub.env["AIRFLOW_HOME"])
+    logs = [p for p in (home / "logs").rglob("*") if p.is_file()] if (home / "logs").exists() else []
+    texts = {"the output of airflow dags test": "\n".join(hub.outputs)}
+    texts.update({str(p): p.read_text(errors="replace") for p in logs})
+    db = sqlite3.connect(home / "airflow.db")
+    texts["XCom"] = "\n".join(str(v) for (v,) in db.execute("SELECT value FROM xcom"))
+    texts["rendered template fields"] = "\n".join(str(v) for (v,) in db.execute(
+        "SELECT rendered_fields FROM rendered_task_instance_fields"))
+    db.close()
+    assert len(hub.outputs) >= 7 and f"flows-{hub.u}" in texts["XCom"] + texts["the output of airflow dags test"]
+    for name, secret in vars(hub.secrets).items():
+        leaks = [where for where, text in texts.items() if secret in text]
+        assert leaks == [], f"the {name} secret appears in {leaks}"

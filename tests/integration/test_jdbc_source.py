@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 from decimal import Decimal
 
 import pytest
 
 from airconnect.core.config import validate
-from airconnect.core.errors import ConfigError, DataError, TransientError
+from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
 from airconnect.core.jdbc_source import JdbcSource
 from airconnect.core.jsonexact import loads
 from airconnect.core.offsets import MemoryStore
@@ -259,3 +260,21 @@ def test_timestamptz_with_the_server_in_another_zone_is_exported_in_utc(kafka, u
         assert d.payloads()[0]["updated_at"] == "2018-10-31T23:30:00.000000Z"
     finally:
         d.close()
+
+
+def test_wrong_credentials_are_a_permanent_error_that_says_so(db):
+    gen = generator()
+    if db.kind == "postgres":
+        import psycopg2
+
+        wrong = lambda: psycopg2.connect(gen.default_pg_dsn().replace("airconnect@", "airconnect-x@")  # noqa: E731
+                                         if "@" in gen.default_pg_dsn() else gen.default_pg_dsn() + " user=nobody_x")
+    else:
+        import MySQLdb
+
+        wrong = lambda: MySQLdb.connect(host="127.0.0.1", port=int(os.environ.get("AIRCONNECT_MARIADB_PORT", "3306")),  # noqa: E731
+                                        user="airconnect", password="wrong-password", database="pos")
+    with pytest.raises(PermanentError, match=r"connecting to the database of the Airflow Connection '(postgres_ec|mysql_pos)'"
+                                             r".*(authentication failed|Access denied).*check the login and password"):
+        JdbcSource(validate(db.definition()), db.store, db.kafka, wrong).run()
+    assert dict(db.store) == {}

@@ -183,11 +183,17 @@ def dialect_of(conn: Any) -> Dialect:
 def _db_error(exc: BaseException, what: str) -> Exception:
     """Map a DB-API error: unreachable/timeouts are transient; missing tables/columns are not."""
     names = {c.__name__ for c in type(exc).__mro__}
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = str(exc).strip()
+    detail = " ".join(line.strip() for line in text.splitlines()[:2]) if text else type(exc).__name__
+    if "authentication failed" in text or (getattr(exc, "pgcode", None) or "").startswith("28"):
+        # PostgreSQL: wrong login or password (SQLSTATE class 28). A retry cannot fix it.
+        return PermanentError(f"{what}: {detail}; check the login and password")
     if names & {"OperationalError", "InterfaceError"} and not names & {"ProgrammingError"}:
         code = getattr(exc, "args", [None])[0]
         # MySQL: 1054 unknown column, 1146 no such table are "operational" in mysqlclient.
-        if code in (1054, 1146, 1049, 1045, 1044):
+        if code in (1045, 1044):  # MySQL/MariaDB: access denied
+            return PermanentError(f"{what}: {detail}; check the login and password")
+        if code in (1054, 1146, 1049):
             return PermanentError(f"{what}: {detail}")
         return TransientError(f"{what}: the database is unreachable or failed: {detail}")
     return PermanentError(f"{what}: {detail}")
@@ -400,7 +406,8 @@ class JdbcSource:
         try:
             conn = self.connect()
         except Exception as exc:  # noqa: BLE001 - DB-API modules have no common base class
-            raise _db_error(exc, f"connector '{self.name}': connecting to the database") from None
+            raise _db_error(exc, f"connector '{self.name}': connecting to the database of the Airflow Connection "
+                                 f"'{self.config['db.conn.id']}'") from None
         try:
             dialect = dialect_of(conn)
             dialect.prepare_session(conn)
