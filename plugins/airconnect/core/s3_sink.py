@@ -40,8 +40,9 @@ Why a crash never exports a record twice (the reasoning Kafka Connect's S3 sink 
    never visible). A bucket lifecycle rule "AbortIncompleteMultipartUpload" cleans up after a
    process that was killed outright.
 
-A record that cannot be exported (not JSON, not an object, no timestamp field) stops its
-partition: the records before it are exported and checkpointed, the offset stays at the bad
+A record that cannot be exported (not JSON, not an object, no timestamp field) goes to the
+dead-letter topic with ``errors.tolerance=all`` (it still counts towards the partition's
+checkpoint, so cuts stay where a re-run puts them). With ``none`` it stops its partition: the records before it are exported and checkpointed, the offset stays at the bad
 record, the other partitions are exported to their end (so every cut stays at an offset a
 re-run reproduces), and the run raises :class:`DataError` naming the record.
 """
