@@ -17,7 +17,7 @@ for p in "${DEB_PACKAGES[@]}"; do
     maven) command -v mvn >/dev/null && continue ;;
     postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && continue ;;
     python3-venv) python3 -c 'import ensurepip, venv' 2>/dev/null && continue ;;
-    chromium fonts-ipafont-gothic) command -v chromium >/dev/null && continue ;;
+    chromium) command -v chromium >/dev/null && continue ;;
   esac
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
