@@ -408,7 +408,7 @@ def test_an_unreachable_endpoint_is_a_transient_error(flow):
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
-    ("format.class", "io.confluent.connect.s3.format.parquet.ParquetFormat", "ParquetFormat is not supported"),
+    ("format.class", "io.confluent.connect.s3.format.avro.AvroFormat", "AvroFormat is not supported"),
     ("s3.part.size", str(4 * MiB), "an integer >= 5242880"),
     ("timezone", "Asia/Atlantis", "IANA time zone"),
     ("s3.compression.type", "snappy", "one of 'none', 'gzip'"),
@@ -467,3 +467,82 @@ def test_the_manifest_operator_checks_the_month(flow, monkeypatch):
     op.month = "2018-09"
     result = op.execute({})
     assert result == {"key": "manifests/year=2018/month=09/manifest.json", "records": 1, "objects": 1}
+
+
+# ---- Parquet --------------------------------------------------------------------------------------------------
+
+PARQUET = {"format.class": "io.confluent.connect.s3.format.parquet.ParquetFormat"}
+# What the JDBC source writes: a typed struct with an exact decimal and a UTC timestamp.
+ROW_SCHEMA = (
+    '{"type":"struct","optional":false,"name":"pos.sales","fields":['
+    '{"type":"int64","optional":false,"field":"sale_id"},'
+    '{"type":"string","optional":true,"field":"item_id"},'
+    '{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,'
+    '"parameters":{"scale":"2","connect.decimal.precision":"12"},"field":"amount"},'
+    '{"type":"string","optional":false,"name":"io.airconnect.Timestamp","version":1,"field":"sold_at"}]}'
+)
+
+
+def row_envelope(sale_id: int, amount: str, sold_at: str, item: str | None = "ITEM001", schema: str = ROW_SCHEMA) -> bytes:
+    item_json = "null" if item is None else json.dumps(item)
+    return (f'{{"schema":{schema},"payload":{{"sale_id":{sale_id},"item_id":{item_json},'
+            f'"amount":{amount},"sold_at":"{sold_at}"}}}}').encode()
+
+
+def test_parquet_objects_keep_types_exact_and_are_byte_identical_when_exported_again(kafka, s3, bucket, second_bucket,
+                                                                                      unique):
+    import datetime as dt
+    import io
+    from decimal import Decimal
+
+    import pyarrow.parquet as pq
+
+    flow = Flow(kafka, s3, bucket, unique)
+    flow.produce([row_envelope(1, "12.50", "2018-10-31T23:59:59.999999Z"), row_envelope(2, "0.10", "2018-11-01T00:00:00Z", None),
+                  row_envelope(3, "99999999.99", "2018-11-15T10:00:00.123456Z")])
+    result = flow.run(**PARQUET)
+    assert result["records"] == 3
+    objects = flow.objects()
+    oct_key = f"topics/{flow.topic}/year=2018/month=10/{flow.topic}+0+0000000000.parquet"
+    nov_key = f"topics/{flow.topic}/year=2018/month=11/{flow.topic}+0+0000000001.parquet"
+    assert sorted(objects) == [oct_key, nov_key]
+    table = pq.read_table(io.BytesIO(objects[nov_key]))
+    assert str(table.schema.field("amount").type) == "decimal128(12, 2)"
+    assert str(table.schema.field("sold_at").type) == "timestamp[us, tz=UTC]"
+    assert table.to_pylist() == [
+        {"sale_id": 2, "item_id": None, "amount": Decimal("0.10"),
+         "sold_at": dt.datetime(2018, 11, 1, tzinfo=dt.timezone.utc)},
+        {"sale_id": 3, "item_id": "ITEM001", "amount": Decimal("99999999.99"),
+         "sold_at": dt.datetime(2018, 11, 15, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)},
+    ]
+    assert s3.head_object(Bucket=bucket, Key=nov_key)["Metadata"]["records"] == "2"
+    # Exported again from the start into another bucket: the same bytes.
+    reset_offsets(validate(flow.definition(**PARQUET)), flow.store, flow.kafka)
+    flow.config["s3.bucket.name"] = second_bucket
+    flow.run(**PARQUET)
+    assert flow.objects(second_bucket) == objects
+
+
+def test_parquet_starts_a_new_object_when_the_schema_changes(kafka, s3, bucket, unique):
+    import io
+
+    import pyarrow.parquet as pq
+
+    flow = Flow(kafka, s3, bucket, unique)
+    wider = ROW_SCHEMA.replace(']}', ',{"type":"int32","optional":true,"field":"quantity"}]}')
+    flow.produce([row_envelope(1, "1.00", "2018-10-01T00:00:00Z"), row_envelope(2, "2.00", "2018-10-02T00:00:00Z"),
+                  row_envelope(3, "3.00", "2018-10-03T00:00:00Z", schema=wider)])
+    flow.run(**PARQUET)
+    objects = flow.objects()
+    assert sorted(k.rsplit("+", 1)[1] for k in objects) == ["0000000000.parquet", "0000000002.parquet"]
+    new = pq.read_table(io.BytesIO(objects[next(k for k in objects if k.endswith("0000000002.parquet"))]))
+    assert new.column_names == ["sale_id", "item_id", "amount", "sold_at", "quantity"]
+
+
+def test_parquet_needs_each_records_schema(kafka, s3, bucket, unique):
+    flow = Flow(kafka, s3, bucket, unique)
+    flow.produce([row_envelope(1, "1.00", "2018-10-01T00:00:00Z"), b'{"sale_id": 2, "sold_at": "2018-10-02T00:00:00Z"}'])
+    with pytest.raises(DataError, match=r"@1: ParquetFormat needs each record's schema"):
+        flow.run(**PARQUET)
+    with pytest.raises(ConfigError, match="key 's3.compression.type': must be 'none' with ParquetFormat"):
+        validate(flow.definition(**PARQUET, **{"s3.compression.type": "gzip"}))

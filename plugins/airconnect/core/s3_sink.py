@@ -64,6 +64,7 @@ from airconnect.core import jsonexact
 from airconnect.core.config import JSON_CONVERTER, ConnectorClass, ConnectorConfig, Key, check_timezone, register
 from airconnect.core.deadletters import SinkDeadLetters, tolerates
 from airconnect.core.failpoints import failpoint
+from airconnect.core.parquet_format import CODECS, ParquetRows, ParquetSchema, schema_key
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
 from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, read_to_end, sink_group_id
 from airconnect.core.offsets import KeyValueStore, Offsets
@@ -79,8 +80,8 @@ MIN_PART_SIZE: Final = 5 * MiB
 MAX_OBJECT_BYTES: Final = 4 * 1024 * MiB
 
 JSON_FORMAT: Final = "io.confluent.connect.s3.format.json.JsonFormat"
+PARQUET_FORMAT: Final = "io.confluent.connect.s3.format.parquet.ParquetFormat"
 _OTHER_FORMATS: Final = (
-    "io.confluent.connect.s3.format.parquet.ParquetFormat",
     "io.confluent.connect.s3.format.avro.AvroFormat",
     "io.confluent.connect.s3.format.bytearray.ByteArrayFormat",
 )
@@ -89,12 +90,12 @@ _READ_CHUNK: Final = MiB
 
 
 def _check_format(value: str) -> str | None:
-    if value == JSON_FORMAT:
+    if value in (JSON_FORMAT, PARQUET_FORMAT):
         return None
     if value in _OTHER_FORMATS:
         short = value.rsplit(".", 1)[-1]
-        return f"{JSON_FORMAT!r} ({short} is not supported by airconnect yet; it writes JSON lines only)"
-    return f"{JSON_FORMAT!r} (airconnect writes JSON lines only)"
+        return f"{JSON_FORMAT!r} or {PARQUET_FORMAT!r} ({short} is not supported by airconnect yet)"
+    return f"{JSON_FORMAT!r} or {PARQUET_FORMAT!r}"
 
 
 def _check_topics_dir(value: str) -> str | None:
@@ -107,6 +108,9 @@ def _check_flush_bytes(value: int) -> str | None:
 
 def _check_s3_sink(cfg: ConnectorConfig) -> None:
     """What the S3 sink cannot honour among the keys every connector accepts."""
+    if cfg["format.class"] == PARQUET_FORMAT and cfg["s3.compression.type"] != "none":
+        raise ConfigError("must be 'none' with ParquetFormat: Parquet compresses inside the file; choose its codec "
+                          "with 'parquet.codec'", connector=cfg.name, key="s3.compression.type")
     if cfg["value.converter"] != JSON_CONVERTER:
         raise ConfigError(f"must be {JSON_CONVERTER!r}: the S3 sink reads JSON objects (with or without a schema envelope)",
                           connector=cfg.name, key="value.converter")
@@ -125,6 +129,8 @@ S3_SINK = register(ConnectorClass(
         Key("format.class", "string", JSON_FORMAT, "Object format: JSON lines, one record's payload per line.",
             check=_check_format),
         Key("s3.compression.type", "string", "none", "Compression of the objects.", choices=("none", "gzip")),
+        Key("parquet.codec", "string", "snappy", "ParquetFormat: the compression inside the Parquet file.",
+            choices=CODECS),
         Key("flush.size", "int", 10000, "Records per object: an object is uploaded when it holds this many.", minimum=1),
         Key("flush.size.bytes", "int", 64 * MiB,
             "airconnect: an object is also uploaded when its uncompressed lines reach this many bytes.",
@@ -354,6 +360,57 @@ class ObjectUpload:
 # --- the connector -------------------------------------------------------------------------------
 
 
+class ParquetUpload(ObjectUpload):
+    """One Parquet object: rows go to row groups, whose bytes stream into the upload's parts."""
+
+    def __init__(self, bucket: S3Bucket, key: str, first_offset: int, schema: ParquetSchema, *, codec: str,
+                 part_size: int):
+        super().__init__(bucket, key, first_offset, compress=False, part_size=part_size)
+        self.content_type = "application/vnd.apache.parquet"
+        self.schema_key = schema.key
+        self._rows = ParquetRows(schema, _UploadStream(self), codec=codec)
+
+    def append_row(self, row: dict[str, Any], raw_size: int, offset: int) -> None:
+        self._rows.append(row)
+        self.records += 1
+        self.raw_bytes += raw_size
+        self.last_offset = offset
+
+    def close(self) -> None:
+        self._rows.close()
+        super().close()
+
+
+class _UploadStream:
+    """The file-like end pyarrow writes a Parquet file to: bytes go into the object's parts."""
+
+    closed = False
+
+    def __init__(self, upload: ObjectUpload):
+        self.upload = upload
+
+    def write(self, data: bytes) -> int:
+        self.upload._store(bytes(data))
+        if len(self.upload._buffer) >= self.upload.part_size:
+            self.upload._upload_part()
+        return len(data)
+
+    def tell(self) -> int:
+        return self.upload.size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
 @dataclass
 class S3SinkResult:
     connector: str
@@ -386,7 +443,10 @@ class S3Sink:
         self.topics: list[str] = config["topics"]
         self.topics_dir: str = config["topics.dir"].strip("/")
         self.compress = config["s3.compression.type"] == "gzip"
-        self.extension = ".json.gz" if self.compress else ".json"
+        self.parquet = config["format.class"] == PARQUET_FORMAT
+        self.codec: str = config["parquet.codec"]
+        self.extension = ".parquet" if self.parquet else ".json.gz" if self.compress else ".json"
+        self._schemas: dict[str, ParquetSchema] = {}  # Connect schema text -> its Parquet schema
         self.flush_records: int = config["flush.size"]
         self.flush_bytes: int = config["flush.size.bytes"]
         self.part_size: int = config["s3.part.size"]
@@ -413,9 +473,9 @@ class S3Sink:
                 starts[topic][p] = offset
         return starts
 
-    def _line_and_month(self, value: bytes | None) -> tuple[bytes, tuple[int, int]] | None:
-        """The line a record value becomes and its (year, month); ``None`` for a skipped tombstone.
-        Raises :class:`DataError` saying what is wrong with the value."""
+    def _line_and_month(self, value: bytes | None) -> tuple[bytes, tuple[int, int], Any, ParquetSchema | None] | None:
+        """The line a record value becomes, its (year, month), and for ParquetFormat its row and
+        schema; ``None`` for a skipped tombstone. Raises :class:`DataError` saying what is wrong."""
         if value is None:
             if self.skip_null:
                 return None
@@ -426,8 +486,9 @@ class S3Sink:
             raise DataError(f"the value is not valid UTF-8 at byte {exc.start}") from None
         except ValueError as exc:
             raise DataError(f"the value is not JSON ({exc})") from None
+        schema = None
         if isinstance(doc, dict) and set(doc) == {"schema", "payload"}:
-            doc = doc["payload"]  # a JsonConverter envelope
+            schema, doc = doc["schema"], doc["payload"]  # a JsonConverter envelope
             if doc is None:
                 if self.skip_null:
                     return None
@@ -442,7 +503,17 @@ class S3Sink:
             when = jsonexact.parse_timestamp(doc[name]).astimezone(self.zone)
         except (ValueError, OverflowError) as exc:
             raise DataError(f"field {name!r} is not a timestamp ({exc})") from None
-        return (jsonexact.dumps(doc) + "\n").encode("utf-8"), (when.year, when.month)
+        line = (jsonexact.dumps(doc) + "\n").encode("utf-8")
+        if not self.parquet:
+            return line, (when.year, when.month), None, None
+        if not isinstance(schema, dict):
+            raise DataError("ParquetFormat needs each record's schema: the record is not a JsonConverter envelope "
+                            "with a schema (set value.converter.schemas.enable=true where it is written)")
+        key = schema_key(schema)
+        pschema = self._schemas.get(key)
+        if pschema is None:
+            pschema = self._schemas[key] = ParquetSchema(schema)
+        return line, (when.year, when.month), pschema.row(doc), pschema
 
     def run(self) -> S3SinkResult:
         client = self.s3_client if self.s3_client is not None else default_s3_client()
@@ -509,14 +580,22 @@ class S3Sink:
                 elif converted is None:
                     result.skipped_null += 1
                 else:
-                    line, (year, month) = converted
+                    line, (year, month), row, pschema = converted
                     okey = (topic, p, year, month)
                     obj = open_objects.get(okey)
+                    if obj is not None and pschema is not None and obj.schema_key != pschema.key:
+                        close(okey)  # the schema changed: a new object starts here (as Connect does)
+                        obj = None
                     if obj is None:
-                        obj = open_objects[okey] = ObjectUpload(
-                            bucket, object_key(self.topics_dir, topic, p, year, month, offset, self.extension), offset,
-                            compress=self.compress, part_size=self.part_size)
-                    obj.append(line, offset)
+                        key = object_key(self.topics_dir, topic, p, year, month, offset, self.extension)
+                        obj = open_objects[okey] = (
+                            ParquetUpload(bucket, key, offset, pschema, codec=self.codec, part_size=self.part_size)
+                            if pschema is not None else
+                            ObjectUpload(bucket, key, offset, compress=self.compress, part_size=self.part_size))
+                    if pschema is not None:
+                        obj.append_row(row, len(line), offset)
+                    else:
+                        obj.append(line, offset)
                     months.add((year, month))
                     result.records += 1
                     if obj.records >= self.flush_records or obj.raw_bytes >= self.flush_bytes:

@@ -63,10 +63,20 @@ def _month_list(first: tuple[int, int], last: tuple[int, int]) -> list[str]:
     return out
 
 
-def _lines(s3: Any, bucket: str, key: str) -> Any:
+def _records(s3: Any, bucket: str, key: str) -> Any:
+    """The records of one exported object: JSON lines (optionally gzipped), or Parquet rows."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    if key.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        yield from pq.read_table(io.BytesIO(body.read())).to_pylist()  # one object: at most flush.size rows
+        return
     stream = gzip.GzipFile(fileobj=body) if key.endswith(".gz") else body
-    return io.TextIOWrapper(stream, encoding="utf-8")
+    for line in io.TextIOWrapper(stream, encoding="utf-8"):
+        try:
+            yield json.loads(line)
+        except ValueError as exc:
+            yield exc
 
 
 def monthly_units(s3: Any, settings: ForecastSettings, until: str) -> tuple[dict[tuple[str, str], dict[str, float]], int]:
@@ -86,9 +96,10 @@ def monthly_units(s3: Any, settings: ForecastSettings, until: str) -> tuple[dict
                 month = f"{m.group(1)}-{m.group(2)}"
                 objects += 1
                 n = 0
-                for lineno, line in enumerate(_lines(s3, settings.bucket, obj["Key"]), 1):
+                for lineno, rec in enumerate(_records(s3, settings.bucket, obj["Key"]), 1):
                     try:
-                        rec = json.loads(line)
+                        if isinstance(rec, Exception):
+                            raise rec
                         key = (str(rec[settings.item_field]), str(rec.get(settings.shop_field) or settings.default_shop))
                         units[key][month] += float(rec[settings.quantity_field])
                     except (ValueError, KeyError, TypeError) as exc:
