@@ -2,7 +2,7 @@
 airconnect's producers use acks=all and idempotence).
 
 The module starts its own cluster beside the local stack's broker (scripts/stack.sh with a
-stack folder of its own and ports from 19092) and stops it at the end:
+stack folder of its own and ports from 19092, AIRCONNECT_KAFKA3_PORT) and stops it at the end:
 
 * a broker SIGKILLed while a file source delivers 100,000 lines: every line arrives once;
 * every broker SIGKILLed: the run fails with an error that says Kafka is unreachable, and the
@@ -107,7 +107,7 @@ def test_with_every_broker_down_the_run_fails_clearly_and_offsets_stay(cluster, 
 
     kill_all()  # every broker down at once (SIGKILL, as a power cut does)
     started = time.monotonic()
-    with pytest.raises(KafkaUnavailableError, match=r"Kafka at .*19092.* (did not answer|could not)"):
+    with pytest.raises(KafkaUnavailableError, match=rf"Kafka at .*{PORT}.* (did not answer|could not)"):
         run(definition, store, cluster)
     assert time.monotonic() - started < 60
     assert dict(store) == before  # the offsets stay where they were
