@@ -247,10 +247,13 @@ def test_a_file_replaced_while_a_run_reads_it(flow, kafka, tmp_path):
     store = tmp_path / "offsets.json"
     spec.write_text(json.dumps({"kafka": kafka, "store": str(store),
                                 "definition": file_source(flow.source["name"], str(flow.inventory), flow.topic,
-                                                          **{"batch.size": "5000"})}))
+                                                          **{"batch.size": "500"})}))
     child = [sys.executable, str(ROOT / "tests" / "crash_child.py"), str(spec)]
     proc = subprocess.Popen(child, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(0.8)
+    deadline = time.monotonic() + 60
+    while not store.exists():  # the first batch is committed: the run is reading the file
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
+        time.sleep(0.01)
     assert proc.poll() is None, "the run finished before the file could be replaced; give it more lines"
     new = ["NEW000001,SHOP001,1,2018-10-02 02:02:02", "NEW000002,SHOP001,2,2018-10-02 02:02:02"]
     replacement = flow.inventory.with_suffix(".new")
