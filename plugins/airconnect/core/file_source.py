@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task, register
-from airconnect.core.converters import StringValueWriter
+from airconnect.core.converters import StringValueWriter, plain_lines
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
 from airconnect.core.offsets import KeyValueStore, Offsets
@@ -194,6 +194,25 @@ class FileSource:
                     break
                 data = pending + chunk
                 start = 0
+                last_nl = data.rfind(b"\n")
+                region = data[:last_nl] if last_nl >= 0 else b""
+                if last_nl >= 0 and plain_lines(region):
+                    # The common case, a whole chunk of plain lines: split and convert them in bulk.
+                    # Batches are cut at the same lines as below, so positions and offsets are the same.
+                    lines = region.split(b"\n")
+                    i = 0
+                    while i < len(lines):
+                        part = lines[i:i + self.batch_size - len(batch)]
+                        i += len(part)
+                        batch.extend(self.to_value.plain_values(part))
+                        size = sum(map(len, part)) + len(part)
+                        result.bytes += size
+                        pos += size
+                        if len(batch) >= self.batch_size:
+                            previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result, progress)
+                            batch = []
+                            batch_start = pos
+                    start = last_nl + 1
                 while True:
                     nl = data.find(b"\n", start)
                     if nl < 0:
