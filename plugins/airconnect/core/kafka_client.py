@@ -340,6 +340,9 @@ def read_to_end(
         "fetch.max.bytes": 52428800,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
     })
+    # The broker holds a fetch that has nothing new for up to this long; at the end of a
+    # partition (always, for a short journal) librdkafka's 500 ms default is pure latency.
+    cfg.setdefault("fetch.wait.max.ms", 10)
     consumer = Consumer(cfg)
     try:
         try:
@@ -386,7 +389,9 @@ def read_to_end(
         consumer.assign(assign)
         idle_since = time.monotonic()
         while remaining:
-            msgs = consumer.consume(batch_size, timeout=0.1)
+            # A short wait: consume() returns early only once it has batch_size records, and a
+            # journal or the tail of a partition holds fewer, so a long wait is pure latency.
+            msgs = consumer.consume(batch_size, timeout=0.01)
             if not msgs:
                 if time.monotonic() - idle_since > timeout:
                     raise KafkaUnavailableError(
