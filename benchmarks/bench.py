@@ -491,8 +491,9 @@ class Bench:
                 if case != "scaling" and variant != "airconnect":
                     r = s["ratios"].get(f"airconnect/{variant}")
                     ratio = f"airconnect/{variant} {r:.2f}x" if r else ""
+                mbs = f"{m['mb_per_s']:.1f}" if m["mb_per_s"] else "-"
                 lines.append(f"{case:<13} {variant:<11} {m['records'] or 0:>10,.0f} {m['records_per_s'] or 0:>11,.0f} "
-                             f"{m['mb_per_s'] or 0:>7.1f} {m['peak_rss_mb'] or 0:>11.0f} {ratio:>24}")
+                             f"{mbs:>7} {m['peak_rss_mb'] or 0:>11.0f} {ratio:>24}")
             if case == "scaling":
                 for k, v in s["ratios"].items():
                     lines.append(f"{'':<13} {k}: {v:.2f}")

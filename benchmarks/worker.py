@@ -147,7 +147,7 @@ def _consume_all(spec: dict[str, Any], group: str, each: Callable[[Any], None]) 
     n, tick = 0, Ticker()
     try:
         while len(eof) < nparts:
-            msgs = c.consume(10000, timeout=1.0)
+            msgs = c.consume(10000, timeout=0.1)
             got = 0
             for m in msgs:
                 if m.error():
@@ -206,15 +206,16 @@ def minimal_jdbc(spec: dict[str, Any]) -> dict[str, Any]:
         q = "`"
     table, ts, inc = (q + x + q for x in (db["table"], db["ts"], db["inc"]))
     cur.execute(f"SELECT * FROM {table} ORDER BY {ts}, {inc}")
-    cols = [d[0] for d in cur.description]
     p = _producer(spec)
     dumps = json.JSONEncoder(default=str, separators=(",", ":")).encode
     topic, tick = spec["topic"], Ticker()
     n = nbytes = 0
+    cols: list[str] = []
     while True:
         rows = cur.fetchmany(10000)
         if not rows:
             break
+        cols = cols or [d[0] for d in cur.description]  # (a named cursor describes after its first fetch)
         for row in rows:
             value = dumps(dict(zip(cols, row))).encode()
             nbytes += len(value)
