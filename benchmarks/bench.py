@@ -125,8 +125,10 @@ class Bench:
         if variant == "airconnect" and case in self.args.profile:
             spec["profile"] = str(self.work / f"{case}-{rep + 1}.prof")
         say(f"{label}: running")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = self.args.airconnect_plugins
         proc = subprocess.run([sys.executable, str(HERE / "worker.py"), json.dumps(spec)], stdout=subprocess.PIPE,
-                              text=True, cwd=ROOT)
+                              text=True, cwd=ROOT, env=env)
         if proc.returncode != 0:
             raise SystemExit(f"{label} failed (exit {proc.returncode}); see the lines above")
         out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -513,9 +515,17 @@ class Bench:
         out.parent.mkdir(exist_ok=True)
         doc = {"run_id": self.run_id, "size": self.size, "reps": self.reps, "cases": list(self.summary),
                "cpus": os.cpu_count(), "python": sys.version.split()[0],
+               "airconnect_plugins": self.args.airconnect_plugins, "commit": _commit(),
                "started_utc": self.run_id[:16], "summary": self.summary, "runs": self.runs}
         out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         return out
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    except OSError:
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -525,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=2, help="interleaved repetitions of each variant (default %(default)s)")
     p.add_argument("--appends", type=int, default=20, help="airflow case: appends timed with a running scheduler")
     p.add_argument("--profile", default="", help="comma-separated cases whose airconnect runs write a cProfile dump")
+    p.add_argument("--airconnect-plugins", default=str(ROOT / "plugins"), metavar="DIR",
+                   help="the plugins/ folder whose airconnect the workers run (default: this checkout's), "
+                        "e.g. an older commit's, for before/after figures")
     args = p.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in ALL_CASES]
@@ -532,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(ALL_CASES)}")
     args.profile = {c.strip() for c in args.profile.split(",") if c.strip()}
     bench = Bench(args)
-    say(f"run {bench.run_id}: size {args.size:,}, cases {', '.join(cases)}, {args.reps} rep(s); work files in {bench.work}")
+    say(f"run {bench.run_id}: size {args.size:,}, cases {', '.join(cases)}, {args.reps} rep(s), airconnect from "
+        f"{args.airconnect_plugins}; work files in {bench.work}")
     t0 = time.monotonic()
     try:
         for case in cases:

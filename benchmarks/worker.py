@@ -294,6 +294,8 @@ def main() -> int:
         out = fn(spec)
     out["seconds"] = time.perf_counter() - t0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if "airconnect" in sys.modules:
+        out["airconnect_from"] = os.path.dirname(os.path.dirname(sys.modules["airconnect"].__file__))
     print(json.dumps(out), flush=True)
     return 0
 
