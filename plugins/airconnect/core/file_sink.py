@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from contextlib import closing as _closing
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,7 +26,7 @@ from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_tas
 from airconnect.core.converters import payload_text, plain_payload
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.kafka_client import (
-    PartitionProgress, commit_group_offsets, committed_group_offsets, read_to_end, sink_group_id,
+    GroupCommitter, PartitionProgress, committed_group_offsets, read_to_end, sink_group_id,
 )
 from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
@@ -134,7 +135,8 @@ class FileSink:
         partitions: dict[tuple[str, int], PartitionProgress] = {}
         buf = bytearray()
         since_checkpoint = 0
-        with open(self.path, "ab") as f:
+        committer = GroupCommitter(self.kafka, self.group)
+        with open(self.path, "ab") as f, _closing(committer):
             def checkpoint() -> None:
                 nonlocal since_checkpoint, length
                 if buf:
@@ -147,7 +149,7 @@ class FileSink:
                     self.offsets.put({"kafka_topic": topic, "kafka_partition": p}, {"kafka_offset": pp.next_offset})
                 self.offsets.put(self.file_partition, {"position": length})
                 self.offsets.save()
-                commit_group_offsets(self.kafka, self.group, {k: pp.next_offset for k, pp in partitions.items()})
+                committer.commit({k: pp.next_offset for k, pp in partitions.items()})
                 since_checkpoint = 0
 
             for msg in read_to_end(self.kafka, starts, group_id=self.group, progress=partitions):
