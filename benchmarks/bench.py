@@ -533,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=1_000_000, help="records/rows per case (default %(default)s)")
     p.add_argument("--cases", default=",".join(ALL_CASES), help=f"comma-separated, from {','.join(ALL_CASES)}")
     p.add_argument("--reps", type=int, default=2, help="interleaved repetitions of each variant (default %(default)s)")
-    p.add_argument("--appends", type=int, default=20, help="airflow case: appends timed with a running scheduler")
+    p.add_argument("--appends", type=int, default=None,
+                   help="airflow case: appends timed with a running scheduler (default 20, or 5 when --size < 1000000)")
     p.add_argument("--profile", default="", help="comma-separated cases whose airconnect runs write a cProfile dump")
     p.add_argument("--airconnect-plugins", default=str(ROOT / "plugins"), metavar="DIR",
                    help="the plugins/ folder whose airconnect the workers run (default: this checkout's), "
@@ -544,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(ALL_CASES)}")
     args.profile = {c.strip() for c in args.profile.split(",") if c.strip()}
+    if args.appends is None:
+        args.appends = 20 if args.size >= 1_000_000 else 5
     bench = Bench(args)
     say(f"run {bench.run_id}: size {args.size:,}, cases {', '.join(cases)}, {args.reps} rep(s), airconnect from "
         f"{args.airconnect_plugins}; work files in {bench.work}")
