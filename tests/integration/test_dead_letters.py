@@ -158,3 +158,26 @@ def test_the_jdbc_source_refuses_a_tolerance_it_cannot_honour():
         validate({"name": "j", "config": {"connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector",
                                           "db.conn.id": "postgres_ec", "mode": "bulk", "table.whitelist": "t",
                                           "topic.prefix": "p.", "errors.tolerance": "all"}})
+
+
+@pytest.mark.parametrize("kill_at_commit", [1, 2, 3])
+def test_a_dead_letter_pending_when_a_bulk_chunk_commits_is_delivered_once_through_a_crash(tmp_path, kafka, unique,
+                                                                                           kill_at_commit):
+    """A malformed line near the end of the first 1 MiB chunk: its dead letter is still pending
+    when the next chunk (plain lines, converted in bulk) fills the batch and commits it."""
+    path = tmp_path / "latest.txt"
+    good = [f"ITEM{i % 1000:03d},SHOP{i % 10:03d},{i},2018-10-01 01:01:01" for i in range(60_000)]
+    first_chunk_lines = (1 << 20) // (len(good[0]) + 1)
+    bad_at = first_chunk_lines - 100
+    lines = [line.encode() for line in good]
+    lines.insert(bad_at, b"ITEM\xff,SHOP001,1,2018-10-01 01:01:01")
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    topic = f"bulk-{unique}"
+    spec = {"kafka": kafka, "store": str(tmp_path / "offsets.json"), "definition": file_source(
+        f"bulk-{unique}", str(path), topic, **{"batch.size": "10000", "errors.tolerance": "all"})}
+    assert _child(tmp_path, spec, f"kafka.after_commit:{kill_at_commit}") == -9
+    assert _child(tmp_path, spec, None) == 0
+    assert [json.loads(v)["payload"] for v in read_topic(kafka, topic)] == good
+    letters = dead_letters(kafka, f"{topic}.dlq")
+    assert [v for v, _ in letters] == [lines[bad_at]]
+    assert letters[0][1]["__connect.errors.position"] == str(sum(len(x) + 1 for x in lines[:bad_at]))

@@ -13,6 +13,7 @@ the same.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
 from airconnect.core.config import JSON_CONVERTER, STRING_CONVERTER
@@ -20,6 +21,23 @@ from airconnect.core.errors import DataError
 
 _STRING_ENVELOPE_HEAD: Final = b'{"schema":{"type":"string","optional":false},"payload":'
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: The bytes JSON escapes in a string (``"``, ``\\``, control characters); ``\n`` is left out
+#: because it separates lines. A ``\r`` is one of them, so CRLF text never takes the plain path.
+_JSON_SPECIAL: Final = re.compile(rb'[\x00-\x09\x0b-\x1f"\\]')
+
+
+def plain_lines(data: bytes) -> bool:
+    """Whether every line of ``data`` (``\n``-separated) is valid UTF-8 with no character that
+    JSON escapes and no ``\r``: then :meth:`StringValueWriter.plain_values` applies."""
+    if _JSON_SPECIAL.search(data):
+        return False
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class StringValueWriter:
@@ -38,6 +56,44 @@ class StringValueWriter:
         if self.schemas_enable:
             return _STRING_ENVELOPE_HEAD + encoded + b"}"
         return encoded
+
+    def plain_values(self, lines: list[bytes]) -> list[bytes]:
+        """The values of ``lines`` that passed :func:`plain_lines`, without decoding them: byte for
+        byte ``[self(line.decode("utf-8")) for line in lines]`` (a plain line's JSON string is the
+        line between quotes, and its UTF-8 text is the line itself)."""
+        if self.converter == STRING_CONVERTER:
+            return lines
+        if self.schemas_enable:
+            head = _STRING_ENVELOPE_HEAD + b'"'
+            return [head + line + b'"}' for line in lines]
+        return [b'"' + line + b'"' for line in lines]
+
+
+_STRING_ENVELOPE_OPEN: Final = _STRING_ENVELOPE_HEAD + b'"'
+_STRING_ENVELOPE_CLOSE: Final = b'"}'
+#: What can make a JSON string's text differ from its bytes: escapes, and raw control
+#: characters (which make the document invalid JSON).
+_STRING_SPECIAL: Final = re.compile(rb'[\x00-\x1f"\\]')
+
+
+def plain_payload(value: bytes | None) -> bytes | None:
+    """The UTF-8 payload of a string envelope in JsonConverter's exact form whose payload has no
+    escape or control character (what airconnect's and Kafka Connect's file sources write for
+    plain lines), without parsing it; ``None`` for any other value, which
+    :func:`payload_text` handles. When it is not ``None`` it equals
+    ``payload_text(value).encode("utf-8")``."""
+    if (value is None or not value.startswith(_STRING_ENVELOPE_OPEN)
+            or not value.endswith(_STRING_ENVELOPE_CLOSE) or len(value) < len(_STRING_ENVELOPE_OPEN) + 2):
+        return None
+    payload = value[len(_STRING_ENVELOPE_OPEN):-2]
+    if _STRING_SPECIAL.search(payload):
+        return None
+    if not payload.isascii():
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return payload
 
 
 def payload_text(value: bytes | None) -> str | None:

@@ -305,7 +305,7 @@ def _value_writer(columns: Sequence[Column], record_name: str, envelope: bool) -
     pairs = list(zip(prefixes, writers))
 
     def write(row: Sequence[Any]) -> bytes:
-        return (head + ",".join(p + ("null" if v is None else w(v)) for (p, w), v in zip(pairs, row)) + tail).encode()
+        return (head + ",".join([p + ("null" if v is None else w(v)) for (p, w), v in zip(pairs, row)]) + tail).encode()
     return write
 
 
@@ -505,8 +505,10 @@ class JdbcSource:
 
         def ident(row: Sequence[Any]) -> str:
             """What identifies a row inside the lookback window: its key (or incrementing id)."""
+            if len(key_idx) == 1:
+                return str(row[key_idx[0]])
             if key_idx:
-                return "|".join(str(row[i]) for i in key_idx)
+                return "|".join([str(row[i]) for i in key_idx])
             if inc_idx is not None:
                 return str(row[inc_idx])
             return to_value(row).decode()
@@ -536,7 +538,8 @@ class JdbcSource:
                 for row in rows:
                     row_ts = None
                     if ts_idx is not None:
-                        raw_ts = next((row[i] for i in ts_cols if row[i] is not None), None)
+                        raw_ts = row[ts_idx] if row[ts_idx] is not None or len(ts_cols) == 1 else next(
+                            (row[i] for i in ts_cols if row[i] is not None), None)
                         row_ts = micros_of(self._aware(raw_ts, naive_ts))
                         if recent and (row_ts, ident(row)) in recent:
                             table.skipped_already_delivered += 1

@@ -343,11 +343,12 @@ def read_to_end(
         "auto.offset.reset": "earliest",
         "fetch.max.bytes": 52428800,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        # A bounded read learns a partition's end from a fetch that finds nothing more; the broker
-        # holds such a fetch for fetch.wait.max.ms (librdkafka: 500 ms). Fetches with data return
-        # at once either way, so a short wait only shortens the end of each read.
-        "fetch.wait.max.ms": 20,
     })
+    # A bounded read learns a partition's end from a fetch that finds nothing more; the broker
+    # holds such a fetch for fetch.wait.max.ms (librdkafka: 500 ms), which at the end of every
+    # partition (always, for a short journal) is pure latency. Fetches with data return at once
+    # either way. (A connection's extra may still set it.)
+    cfg.setdefault("fetch.wait.max.ms", 10)
     consumer = Consumer(cfg)
     try:
         try:
@@ -433,20 +434,43 @@ def read_to_end(
         consumer.close()
 
 
+class GroupCommitter:
+    """Commits a consumer group's offsets through one consumer, kept for a run's checkpoints
+    (a new consumer per commit first has to find the group's coordinator)."""
+
+    def __init__(self, conn: Mapping[str, Any], group_id: str, timeout: float = DEFAULT_TIMEOUT):
+        self.conn = conn
+        self.group_id = group_id
+        self.timeout = timeout
+        self._consumer: Consumer | None = None
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit ``offsets`` for the group (so Kafka's tools show the sink's lag)."""
+        if not offsets:
+            return
+        if self._consumer is None:
+            cfg = client_config(self.conn)
+            cfg.update({"group.id": self.group_id, "enable.auto.commit": False})
+            self._consumer = Consumer(cfg)
+        consumer = self._consumer
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        with_retries(lambda: consumer.commit(offsets=tps, asynchronous=False), self.conn,
+                     f"committing the offsets of group {self.group_id}", self.timeout)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
 def commit_group_offsets(conn: Mapping[str, Any], group_id: str, offsets: Mapping[tuple[str, int], int],
                          timeout: float = DEFAULT_TIMEOUT) -> None:
     """Commit ``offsets`` for ``group_id`` (so Kafka's tools show the sink's lag)."""
-    if not offsets:
-        return
-    cfg = client_config(conn)
-    cfg.update({"group.id": group_id, "enable.auto.commit": False})
-    consumer = Consumer(cfg)
+    committer = GroupCommitter(conn, group_id, timeout)
     try:
-        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        with_retries(lambda: consumer.commit(offsets=tps, asynchronous=False), conn,
-                     f"committing the offsets of group {group_id}", timeout)
+        committer.commit(offsets)
     finally:
-        consumer.close()
+        committer.close()
 
 
 def committed_group_offsets(conn: Mapping[str, Any], group_id: str, topic: str, timeout: float = DEFAULT_TIMEOUT) -> dict[int, int]:
@@ -469,6 +493,6 @@ def committed_group_offsets(conn: Mapping[str, Any], group_id: str, topic: str, 
 
 
 __all__ = [
-    "OFFSETS_TOPIC", "OFFSET_BEGINNING", "Admin", "PartitionProgress", "SourceWriter",
+    "OFFSETS_TOPIC", "OFFSET_BEGINNING", "Admin", "GroupCommitter", "PartitionProgress", "SourceWriter",
     "commit_group_offsets", "committed_group_offsets", "journal_key", "kafka_error", "read_journal", "read_to_end",
 ]
