@@ -47,3 +47,18 @@ def test_serializes_to_its_own_classpath(tmp_path):
     path, kwargs = FileChangeTrigger(str(tmp_path / "x"), {"position": 1}, 0.5, 60).serialize()
     assert path == "airconnect.triggers.FileChangeTrigger"
     assert FileChangeTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+def test_with_end_task_the_event_ends_the_sensor_in_the_triggerer(tmp_path):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    f = tmp_path / "latest.txt"
+    f.write_bytes(b"a\nb\n")
+
+    async def first(trigger):
+        async for event in trigger.run():
+            return event
+
+    event = asyncio.run(first(FileChangeTrigger(str(f), {"position": 2}, 0.05, 5, end_task=True)))
+    assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms == {"return_value": {"path": str(f), "reason": "grew"}}
