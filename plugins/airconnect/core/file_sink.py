@@ -166,40 +166,30 @@ class FileSink:
                 since_checkpoint = 0
 
             for msg in read_to_end(self.kafka, starts, group_id=self.group, progress=partitions):
-                plain = plain_payload(msg.value())
-                if plain is not None:  # the common case: a plain line in an envelope, no parsing
-                    buf += plain
-                    buf += b"\n"
-                    result.bytes += len(plain) + 1
-                    if len(buf) >= WRITE_BUFFER:
-                        f.write(buf)
-                        buf.clear()
-                    result.records += 1
-                    since_checkpoint += 1
-                    if since_checkpoint >= self.checkpoint_records:
+                line = plain_payload(msg.value())  # the common case: a plain line in an envelope, no parsing
+                if line is None:
+                    try:
+                        text = payload_text(msg.value())
+                    except DataError as exc:
+                        if dead is not None:  # errors.tolerance=all: to the dead-letter topic, and go on
+                            dead.send(msg, exc, "VALUE_CONVERTER")
+                            result.dead_letters += 1
+                            since_checkpoint += 1
+                            continue
+                        partitions[(msg.topic(), msg.partition())].next_offset = msg.offset()  # stay before it
                         checkpoint()
-                        progress.add(self.checkpoint_records)
-                    continue
-                try:
-                    text = payload_text(msg.value())
-                except DataError as exc:
-                    if dead is not None:  # errors.tolerance=all: to the dead-letter topic, and go on
-                        dead.send(msg, exc, "VALUE_CONVERTER")
-                        result.dead_letters += 1
-                        since_checkpoint += 1
-                        continue
-                    partitions[(msg.topic(), msg.partition())].next_offset = msg.offset()  # stay before it
-                    checkpoint()
-                    raise DataError(
-                        f"connector '{self.name}': record {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc}. "
-                        f"Records before it were written; the offset stays at {msg.offset()}."
-                    ) from None
-                if text is None:
-                    result.skipped_null += 1
-                else:
-                    line = text.encode("utf-8") + b"\n"
+                        raise DataError(
+                            f"connector '{self.name}': record {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc}. "
+                            f"Records before it were written; the offset stays at {msg.offset()}."
+                        ) from None
+                    if text is None:
+                        result.skipped_null += 1
+                    else:
+                        line = text.encode("utf-8")
+                if line is not None:
                     buf += line
-                    result.bytes += len(line)
+                    buf += b"\n"
+                    result.bytes += len(line) + 1
                     if len(buf) >= WRITE_BUFFER:
                         f.write(buf)
                         buf.clear()
