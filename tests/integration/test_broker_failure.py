@@ -47,16 +47,22 @@ def kill_all() -> None:
             stack("kill-broker", n)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    stack("start", "kafka")
-    conf = {"bootstrap.servers": BOOTSTRAP}
+def start_all() -> dict[str, str]:
+    """Start the brokers and wait until all three are registered."""
     from confluent_kafka.admin import AdminClient
 
+    stack("start", "kafka")
+    conf = {"bootstrap.servers": BOOTSTRAP}
     deadline = time.monotonic() + 90
-    while len(AdminClient(conf).list_topics(timeout=10).brokers) < 3:  # all three registered
+    while len(AdminClient(conf).list_topics(timeout=10).brokers) < 3:
         assert time.monotonic() < deadline, "the 3-broker cluster did not form within 90 s"
         time.sleep(0.5)
+    return conf
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    conf = start_all()
     try:
         yield conf
     finally:
@@ -92,7 +98,7 @@ def test_a_broker_killed_mid_run_loses_and_doubles_nothing(cluster, tmp_path, un
     ec = tmp_path / "ec.txt"
     run(file_sink(f"failover-sink-{unique}", str(ec), topic), MemoryStore(), cluster)
     assert ec.read_text().splitlines() == lines
-    stack("start", "kafka")  # broker 2 back for the next test
+    start_all()  # broker 2 back for the next test
 
 
 def test_with_every_broker_down_the_run_fails_clearly_and_offsets_stay(cluster, tmp_path, unique):
@@ -112,7 +118,7 @@ def test_with_every_broker_down_the_run_fails_clearly_and_offsets_stay(cluster, 
     assert time.monotonic() - started < 60
     assert dict(store) == before  # the offsets stay where they were
 
-    stack("start", "kafka")
+    start_all()  # the brokers back
     run(definition, store, cluster)
     got = [json.loads(v)["payload"] for v in read_topic(cluster, topic, timeout=60)]
     assert got == ["ITEM001,SHOP001,929,2018-10-01 01:01:01", "ITEM002,SHOP001,480,2018-10-01 01:01:01"]

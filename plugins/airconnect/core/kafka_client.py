@@ -42,6 +42,7 @@ _RETRIABLE_CODES: Final = frozenset({
     KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError._WAIT_COORD, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_TOPIC_OR_PART,
     KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.OFFSET_NOT_AVAILABLE,  # "leader high watermark is not caught up": a leader just elected
 })
 
 
@@ -376,10 +377,9 @@ def read_to_end(
         remaining: set[tuple[str, int]] = set()
         prog = progress if progress is not None else {}
         for tp in wanted:
-            try:
-                low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            except KafkaException as exc:
-                raise kafka_error(exc, conn, f"reading the end offsets of {tp.topic}[{tp.partition}]") from None
+            # Right after a leader election (a broker restarted) the end offset is briefly unknown.
+            low, high = with_retries(lambda tp=tp: consumer.get_watermark_offsets(tp, timeout=timeout), conn,
+                                     f"reading the end offsets of {tp.topic}[{tp.partition}]", timeout)
             starts = topics.get(tp.topic) or {}
             start = starts.get(tp.partition)
             if start is None:
