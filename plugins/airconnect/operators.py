@@ -157,10 +157,7 @@ class MonthManifestOperator(BaseOperator):
 
     def __init__(self, *, connector: Mapping[str, Any] | ConnectorConfig, month: Any,
                  manifest_prefix: str = "manifests", **kwargs: Any):
-        config = connector if isinstance(connector, ConnectorConfig) else validate(connector)
-        if config.cls is not S3_SINK:
-            raise ConfigError(f"is {config.cls.name}; {type(self).__name__} needs an S3 sink",
-                              connector=config.name, key="connector.class")
+        config = _s3_sink(connector, type(self).__name__)
         kwargs.setdefault("task_id", f"{config.name}-manifest")
         super().__init__(**kwargs)
         self.connector = config.definition()
