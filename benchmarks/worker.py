@@ -145,7 +145,9 @@ def _consumer(spec: dict[str, Any], group: str) -> Any:
 
     c = Consumer({**kafka_conf(spec), "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "enable.partition.eof": True, "isolation.level": "read_committed",
-                  "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 16 * 1024 * 1024})
+                  "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                  # librdkafka's default 1000 ms stalls a loop that keeps up (see read_to_end)
+                  "fetch.queue.backoff.ms": 10})
     md = c.list_topics(spec["topic"], timeout=15)
     parts = sorted(md.topics[spec["topic"]].partitions)
     c.assign([TopicPartition(spec["topic"], p, 0) for p in parts])
