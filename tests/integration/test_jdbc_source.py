@@ -152,6 +152,20 @@ def test_a_transaction_that_commits_late_with_an_older_timestamp(db):
     assert sorted(p["item"] for p in db.payloads()) == ["early", "late"]
 
 
+def test_the_lookback_window_spans_batches_and_runs(db):
+    # Five rows in small batches, all inside a 120 s window, one far older: the next run reads the
+    # window again and skips exactly the five (remembered across the batches, not only the last).
+    db.insert([("old", Decimal(0), T0 - dt.timedelta(seconds=600))])
+    db.insert([(f"w{i}", Decimal(i), T0 + dt.timedelta(seconds=i)) for i in range(5)])
+    assert db.run(timestamp_lookback_ms=120000, batch_max_rows=2)["records"] == 6
+    result = db.run(timestamp_lookback_ms=120000, batch_max_rows=2)
+    assert result["records"] == 0 and result["tables"][0]["skipped_already_delivered"] == 5
+    db.insert([("late", Decimal(9), T0 + dt.timedelta(seconds=1))])
+    result = db.run(timestamp_lookback_ms=120000, batch_max_rows=2)
+    assert result["records"] == 1 and result["tables"][0]["skipped_already_delivered"] == 5
+    assert sorted(p["item"] for p in db.payloads()) == ["late", "old", "w0", "w1", "w2", "w3", "w4"]
+
+
 def test_null_timestamps_are_reported_never_silently_dropped(db, caplog):
     db.insert([("has-ts", Decimal(1), T0), ("no-ts", Decimal(2), None)])
     result = db.run()

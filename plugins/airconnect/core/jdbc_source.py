@@ -207,16 +207,35 @@ class Column:
     schema: dict[str, Any]
     write: Callable[[Any], str]  # value (not None) -> JSON text
     naive_ts: bool = False
+    # The same as ``write``, as a Python expression over ``{v}`` for the compiled row writer
+    # (names it uses are in _INLINE_NAMES); None: call ``write``.
+    inline: str | None = None
 
 
 _dumps_str = json.JSONEncoder(ensure_ascii=False).encode
+_ZERO: Final = dt.timedelta(0)
 
 
 def _ts_writer(zone: dt.tzinfo, naive: bool) -> Callable[[Any], str]:
+    naive_zone = zone if naive else UTC
+    naive_is_utc = naive_zone.utcoffset(dt.datetime(2000, 1, 1)) == _ZERO and naive_zone.utcoffset(
+        dt.datetime(2000, 7, 1)) == _ZERO  # (a zone with summer time is not UTC)
+    datetime = dt.datetime
+
     def write(v: Any) -> str:
+        if v.__class__ is datetime and v.year >= 1000:
+            # The common cases without a conversion: a naive UTC value (MariaDB in a UTC session)
+            # or one whose zone is UTC (PostgreSQL). isoformat gives "YYYY-MM-DDTHH:MM:SS.ffffff"
+            # first; iso_utc below is the general form and gives the same text.
+            tz = v.tzinfo
+            if tz is None:
+                if naive_is_utc:
+                    return '"' + v.isoformat(timespec="microseconds") + 'Z"'
+            elif tz is UTC or v.utcoffset() == _ZERO:
+                return '"' + v.isoformat(timespec="microseconds")[:26] + 'Z"'
         if isinstance(v, dt.datetime):
             if v.tzinfo is None:
-                v = v.replace(tzinfo=UTC if not naive else zone)
+                v = v.replace(tzinfo=naive_zone)
             return '"' + iso_utc(v) + '"'
         return _dumps_str(str(v))
     return write
@@ -228,6 +247,19 @@ def _decimal(v: Any) -> str:
             raise DataError(f"the DECIMAL value {v} cannot be exported exactly")
         return str(v)
     return str(v)
+
+
+def _int(v: Any) -> str:
+    return str(int(v))
+
+
+def _str(v: Any) -> str:
+    return _dumps_str(v if isinstance(v, str) else str(v))
+
+
+# json's C string encoder, what JSONEncoder(ensure_ascii=False).encode calls for a str.
+_encode_str: Final = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+_INLINE_NAMES: Final = {"_encode_str": _encode_str, "_int": _int, "_str": _str, "int": int, "str": str}
 
 
 def _bytes(v: Any) -> str:
@@ -264,36 +296,82 @@ def describe_columns(dialect: Dialect, description: Sequence[Sequence[Any]], zon
         kind = types.get(type_code, "string")
         optional = nullable.get(name, True)
         schema: dict[str, Any] = {"type": "string", "optional": optional}
-        write: Callable[[Any], str] = lambda v: _dumps_str(v if isinstance(v, str) else str(v))  # noqa: E731
+        write: Callable[[Any], str] = _str
+        inline: str | None = "_encode_str({v}) if {v}.__class__ is str else _str({v})"
         naive = False
         if kind in ("int16", "int32", "int64"):
-            schema["type"], write = kind, lambda v: str(int(v))  # noqa: E731
+            schema["type"], write = kind, _int
+            inline = "str({v}) if {v}.__class__ is int else _int({v})"
         elif kind == "boolean":
-            schema["type"], write = "boolean", lambda v: "true" if v else "false"  # noqa: E731
+            schema["type"], write, inline = "boolean", lambda v: "true" if v else "false", None  # noqa: E731
         elif kind in ("float32", "float64"):
-            schema["type"], write = kind, _float
+            schema["type"], write, inline = kind, _float, None
         elif kind == "decimal":
             schema.update({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
                            "parameters": {"scale": str(scale if scale is not None and scale >= 0 else 0)}})
             if precision:
                 schema["parameters"]["connect.decimal.precision"] = str(precision)
-            write = _decimal
+            write, inline = _decimal, None
         elif kind in ("timestamp", "timestamp_naive"):
             naive = kind == "timestamp_naive"
             schema.update({"name": "io.airconnect.Timestamp", "version": 1,
                            "doc": "ISO-8601 in UTC with microseconds"})
-            write = _ts_writer(zone, naive)
+            write, inline = _ts_writer(zone, naive), None
         elif kind == "date":
             schema.update({"name": "io.airconnect.Date", "version": 1})
-            write = lambda v: '"' + v.isoformat() + '"'  # noqa: E731
+            write, inline = (lambda v: '"' + v.isoformat() + '"'), None  # noqa: E731
         elif kind == "bytes":
-            schema["type"], write = "bytes", _bytes
+            schema["type"], write, inline = "bytes", _bytes, None
         schema["field"] = name
-        columns.append(Column(name, schema, write, naive))
+        columns.append(Column(name, schema, write, naive, inline))
     return columns
 
 
-def _value_writer(columns: Sequence[Column], record_name: str, envelope: bool) -> Callable[[Sequence[Any]], bytes]:
+def _value_writer(columns: Sequence[Column], record_name: str, envelope: bool,
+                  indexes: Sequence[int] | None = None) -> Callable[[Sequence[Any]], bytes]:
+    """``row -> JsonConverter bytes`` for ``columns`` (the row's values at ``indexes``, by default
+    all of them in order): the schema envelope (built once) and the payload struct.
+
+    The writer is compiled into one function per column set, like ``dataclasses`` and
+    ``namedtuple`` build theirs: per row it unpacks the values and formats each inline, with no
+    loop, no per-column call for text and whole numbers, and one string build. It writes exactly
+    what ``_value_writer_reference`` writes (the unit tests compare them).
+    """
+    if envelope:
+        schema = json.dumps({"type": "struct", "fields": [c.schema for c in columns], "optional": False,
+                             "name": record_name}, separators=(",", ":"), ensure_ascii=False)
+        head, tail = '{"schema":' + schema + ',"payload":{', "}}"
+    else:
+        head, tail = "{", "}"
+    n = len(columns)
+    whole_row = indexes is None
+    indexes = list(range(n)) if indexes is None else list(indexes)
+    env: dict[str, Any] = dict(_INLINE_NAMES)
+    lines = []
+    if whole_row:
+        lines.append(f"    {''.join(f'v{i}, ' for i in range(n))}= row")
+    else:
+        lines += [f"    v{i} = row[{j}]" for i, j in enumerate(indexes)]
+    pieces = ["_head"]
+    env["_head"] = head
+    for i, c in enumerate(columns):
+        env[f"_p{i}"] = ("," if i else "") + _dumps_str(c.name) + ":"
+        env[f"_w{i}"] = c.write
+        expr = c.inline.format(v=f"v{i}") if c.inline else f"_w{i}(v{i})"
+        lines.append(f"    s{i} = 'null' if v{i} is None else ({expr})")
+        pieces += [f"_p{i}", f"s{i}"]
+    env["_tail"] = tail
+    pieces.append("_tail")
+    lines.append("    return (" + " + ".join(pieces) + ").encode()")
+    names = ", ".join(env)
+    src = f"def _make({names}):\n  def write(row):\n" + "\n".join("  " + ln for ln in lines) + "\n  return write\n"
+    ns: dict[str, Any] = {}
+    exec(compile(src, f"<airconnect row writer {record_name}>", "exec"), ns)  # noqa: S102 - code built above, no input text
+    return ns["_make"](**env)
+
+
+def _value_writer_reference(columns: Sequence[Column], record_name: str, envelope: bool) -> Callable[[Sequence[Any]], bytes]:
+    """The plain form of :func:`_value_writer`: a loop over the columns."""
     prefixes = [_dumps_str(c.name) + ":" for c in columns]
     writers = [c.write for c in columns]
     if envelope:
@@ -499,8 +577,6 @@ class JdbcSource:
         ts_cols = [names.index(c) for c in self.config["timestamp.column.name"]] if "timestamp" in self.mode else []
         naive_ts = columns[ts_idx].naive_ts if ts_idx is not None else False
         recent: set[tuple[int, str]] = {(int(m), str(k)) for m, k in (offset or {}).get("recent", [])}
-        last_micros = ts_micros_from_offset(offset or {})
-        last_inc = (offset or {}).get("incrementing")
         log.info("%s: %s -> %s from %s", what, self.mode, topic, _public(offset) or "the beginning")
 
         def ident(row: Sequence[Any]) -> str:
@@ -524,46 +600,77 @@ class JdbcSource:
                 return
             values: list[bytes] = []
             keys: list[bytes | None] = []
-            delivered: list[tuple[int, str]] = []
-            batch_last_ts: int | None = None
-            batch_last_inc: Any = None
+            batch_rows: list[Sequence[Any]] = []  # with a lookback window: the rows behind values
             previous = offset
+            last_row: Sequence[Any] | None = None  # the batch's last row: its timestamp and id make the offset
+            lookback_us = int(self.lookback.total_seconds() * 1_000_000)
+
+            def row_micros(row: Sequence[Any]) -> int:
+                raw_ts = row[ts_idx] if row[ts_idx] is not None or len(ts_cols) == 1 else next(
+                    (row[i] for i in ts_cols if row[i] is not None), None)
+                return micros_of(self._aware(raw_ts, naive_ts))
+
+            def commit() -> dict[str, Any] | None:
+                assert last_row is not None
+                last_ts = row_micros(last_row) if ts_idx is not None else None
+                stored_ts = ts_micros_from_offset(previous or {})
+                delivered: list[tuple[int, str]] = []
+                if batch_rows and last_ts is not None:
+                    # The rows the next run's lookback query reads again: the batch's tail back to
+                    # the window's start (rows come in timestamp order; _commit keeps just these).
+                    horizon = max(last_ts, stored_ts if stored_ts is not None else last_ts) - lookback_us
+                    for row in reversed(batch_rows):
+                        row_ts = row_micros(row)
+                        if row_ts <= horizon:
+                            break
+                        delivered.append((row_ts, ident(row)))
+                return self._commit(writer, key, partition, topic, values, keys, delivered, previous, last_ts,
+                                    last_row[inc_idx] if inc_idx is not None else None, stored_ts, recent, table,
+                                    progress)
+
+            # Per row only what every row needs: its value and key. Timestamps are read for the
+            # offset (the batch's last row), at a cut in timestamp mode, for the rows the stored
+            # offset remembers as delivered (the window the lookback query reads again: only rows
+            # up to its newest timestamp can be among them, and rows come in timestamp order), and
+            # at a commit for the rows the next run's lookback will read again.
+            skip = set(recent) if ts_idx is not None else set()
+            # (+2 hours: local times read in a zone with summer time are not quite in order in UTC)
+            skip_until = max(m for m, _ in skip) + 2 * 3600 * 1_000_000 if skip else None
+            remember = bool(self.lookback) and ts_idx is not None
+            timestamp_only = self.mode == "timestamp"
+            batch = self.batch
+            append_value, append_key, append_row = values.append, keys.append, batch_rows.append
             while True:
                 try:
-                    rows = cur.fetchmany(self.batch)
+                    rows = cur.fetchmany(batch)
                 except Exception as exc:  # noqa: BLE001
                     raise _db_error(exc, f"{what}: fetching rows") from None
                 if not rows:
                     break
                 for row in rows:
-                    row_ts = None
-                    if ts_idx is not None:
-                        raw_ts = row[ts_idx] if row[ts_idx] is not None or len(ts_cols) == 1 else next(
-                            (row[i] for i in ts_cols if row[i] is not None), None)
-                        row_ts = micros_of(self._aware(raw_ts, naive_ts))
-                        if recent and (row_ts, ident(row)) in recent:
+                    if skip_until is not None:
+                        row_ts = row_micros(row)
+                        if row_ts > skip_until:
+                            skip_until = None  # well past the remembered window: nothing later is in it
+                        elif (row_ts, ident(row)) in skip:
                             table.skipped_already_delivered += 1
                             continue
                     # A batch is cut before this row, except inside a group of equal timestamps
                     # in timestamp mode (the offset could not tell the group's rows apart).
-                    if len(values) >= self.batch and not (self.mode == "timestamp" and row_ts == batch_last_ts):
-                        previous = self._commit(writer, key, partition, topic, values, keys, delivered, previous,
-                                                batch_last_ts, batch_last_inc, last_micros, recent, table, progress)
-                        last_micros = ts_micros_from_offset(previous or {})
-                        values, keys, delivered = [], [], []
+                    if len(values) >= batch and not (timestamp_only and row_micros(row) == row_micros(last_row)):
+                        previous = commit()
+                        values, keys, batch_rows = [], [], []
+                        append_value, append_key, append_row = values.append, keys.append, batch_rows.append
                     try:
-                        values.append(to_value(row))
+                        append_value(to_value(row))
                     except DataError as exc:
                         raise DataError(f"{what}: row {ident(row)}: {exc}") from None
-                    keys.append(to_key(row) if to_key else None)
-                    if row_ts is not None:
-                        delivered.append((row_ts, ident(row)))
-                        batch_last_ts = row_ts
-                    if inc_idx is not None:
-                        batch_last_inc = row[inc_idx]
+                    append_key(to_key(row) if to_key else None)
+                    if remember:
+                        append_row(row)
+                    last_row = row
             if values:
-                previous = self._commit(writer, key, partition, topic, values, keys, delivered, previous,
-                                        batch_last_ts, batch_last_inc, last_micros, recent, table, progress)
+                previous = commit()
             table.offset = previous
         finally:
             try:
@@ -612,11 +719,7 @@ class JdbcSource:
             cur.close()
 
     def _key_writer(self, key_columns: Sequence[Column], indexes: Sequence[int]) -> Callable[[Sequence[Any]], bytes]:
-        writer = _value_writer(key_columns, f"{self.name}.Key", self.config["key.converter.schemas.enable"])
-
-        def key_of(row: Sequence[Any]) -> bytes:
-            return writer([row[i] for i in indexes])
-        return key_of
+        return _value_writer(key_columns, f"{self.name}.Key", self.config["key.converter.schemas.enable"], indexes)
 
     def _check_offset(self, partition: Mapping[str, Any], offset: Mapping[str, Any] | None) -> None:
         if offset is None:

@@ -1,0 +1,95 @@
+"""The JDBC source's row writer: the compiled form writes exactly what the plain loop writes,
+and what it writes is the record a Kafka Connect user expects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zoneinfo
+from decimal import Decimal
+
+import pytest
+
+from airconnect.core.errors import DataError
+from airconnect.core.jdbc_source import DIALECTS, _value_writer, _value_writer_reference, describe_columns
+
+UTC = dt.timezone.utc
+TOKYO = zoneinfo.ZoneInfo("Asia/Tokyo")
+
+# (name, PostgreSQL type oid, precision, scale): every kind the source maps.
+PG_COLUMNS = [
+    ("id", 20, None, None), ("small", 21, None, None), ("flag", 16, None, None), ("ratio", 701, None, None),
+    ("price", 1700, 10, 2), ("sold_at", 1184, None, None), ("local_at", 1114, None, None), ("day", 1082, None, None),
+    ("blob", 17, None, None), ("name", 25, None, None), ("odd \"col\"", 1043, None, None),
+]
+
+ROWS = [
+    (1, 2, True, 0.5, Decimal("12.30"), dt.datetime(2018, 10, 31, 23, 30, tzinfo=UTC), dt.datetime(2018, 11, 1, 8, 30),
+     dt.date(2018, 11, 1), b"\x00\xff", "お茶 500ml", 'say "hi"\\\n\x01'),
+    (None, None, None, None, None, None, None, None, None, None, None),
+    # Values in another zone, microseconds, an int subclass (bool in an int column), a str subclass,
+    # Decimal exponent forms, a year below 1000, a timestamp given as text.
+    (True, 7, False, 1e-300, Decimal("1E+3"), dt.datetime(2018, 3, 25, 1, 59, 59, 999999, tzinfo=TOKYO),
+     dt.datetime(999, 1, 1), dt.date(1, 1, 1), bytearray(b"abc"), type("S", (str,), {})("sub"), ""),
+    (2**63 - 1, -32768, 0, -0.0, Decimal("-0.00"), dt.datetime(1, 1, 1, tzinfo=UTC),
+     "2018-01-01 00:00:00", dt.date(9999, 12, 31), b"", "\u2028\ud7ff", "x" * 1000),
+]
+
+
+def pg_columns(zone: dt.tzinfo = UTC):
+    description = [(name, oid, None, None, precision, scale) for name, oid, precision, scale in PG_COLUMNS]
+    return describe_columns(DIALECTS["postgres"], description, zone, {"id": False})
+
+
+@pytest.mark.parametrize("zone", [UTC, TOKYO], ids=["utc", "tokyo"])
+@pytest.mark.parametrize("envelope", [True, False], ids=["schemas", "schemaless"])
+def test_compiled_writer_equals_the_plain_loop(zone, envelope):
+    columns = pg_columns(zone)
+    fast = _value_writer(columns, "public.sales", envelope)
+    plain = _value_writer_reference(columns, "public.sales", envelope)
+    for row in ROWS:
+        assert fast(row) == plain(row)
+        json.loads(fast(row))  # valid JSON, whatever the values
+
+
+def test_the_written_record():
+    columns = pg_columns(TOKYO)
+    doc = json.loads(_value_writer(columns, "public.sales", True)(ROWS[0]), parse_float=Decimal)
+    assert doc["schema"]["name"] == "public.sales"
+    assert [f["field"] for f in doc["schema"]["fields"]] == [c[0] for c in PG_COLUMNS]
+    assert doc["payload"] == {
+        "id": 1, "small": 2, "flag": True, "ratio": Decimal("0.5"), "price": Decimal("12.30"),  # exact decimals
+        "sold_at": "2018-10-31T23:30:00.000000Z",
+        "local_at": "2018-10-31T23:30:00.000000Z",  # naive: read in db.timezone (Tokyo, +09:00)
+        "day": "2018-11-01", "blob": "AP8=", "name": "お茶 500ml", 'odd "col"': 'say "hi"\\\n\x01',
+    }
+    assert json.loads(_value_writer(columns, "t", True)(ROWS[2]))["payload"]["sold_at"] == "2018-03-24T16:59:59.999999Z"
+
+
+def test_key_writer_reads_the_key_columns_of_the_row():
+    columns = pg_columns()
+    key = _value_writer([columns[0], columns[9]], "c.Key", False, indexes=[0, 9])
+    assert json.loads(key(ROWS[0])) == {"id": 1, "name": "お茶 500ml"}
+
+
+def test_a_value_json_cannot_hold_is_refused_by_both():
+    columns = pg_columns()
+    row = list(ROWS[0])
+    row[4] = Decimal("NaN")
+    for writer in (_value_writer(columns, "t", True), _value_writer_reference(columns, "t", True)):
+        with pytest.raises(DataError, match="DECIMAL value NaN"):
+            writer(row)
+
+
+@pytest.mark.parametrize("zone", [UTC, TOKYO], ids=["utc", "tokyo"])
+def test_timestamp_fast_paths_write_the_general_form(zone):
+    from airconnect.core.jsonexact import iso_utc
+
+    by_name = {c.name: c for c in pg_columns(zone)}
+    values = [dt.datetime(2018, 10, 31, 23, 30, 1, 5), dt.datetime(2018, 10, 31, 23, 30, tzinfo=UTC),
+              dt.datetime(2018, 10, 31, 23, 30, tzinfo=dt.timezone(dt.timedelta(0))),
+              dt.datetime(2018, 10, 31, 23, 30, tzinfo=TOKYO), dt.datetime(999, 12, 31, 23, 59, 59), dt.datetime(1000, 1, 1)]
+    for v in values:
+        for name, naive_zone in (("sold_at", UTC), ("local_at", zone)):
+            aware = v if v.tzinfo is not None else v.replace(tzinfo=naive_zone)
+            assert by_name[name].write(v) == '"' + iso_utc(aware) + '"', (name, v)
