@@ -109,7 +109,7 @@ def _producer(spec: dict[str, Any]) -> Any:
 
     # airconnect's batching settings, without transactions or idempotence.
     return Producer({**kafka_conf(spec), "linger.ms": 5, "batch.num.messages": 10000,
-                     "queue.buffering.max.messages": 200000, "queue.buffering.max.kbytes": 262144})
+                     "queue.buffering.max.messages": 50000, "queue.buffering.max.kbytes": 16384})
 
 
 def _produce(p: Any, topic: str, value: bytes, key: bytes | None = None) -> None:

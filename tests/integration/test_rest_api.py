@@ -342,7 +342,7 @@ def test_validate_in_connects_shape(client):
     assert by_key["topic"]["value"] == {"name": "topic", "value": "zaiko-data", "recommended_values": [],
                                         "errors": [], "visible": True}
     assert by_key["topic"]["definition"]["required"] is True and by_key["topic"]["definition"]["type"] == "STRING"
-    assert by_key["batch.size"]["definition"]["default_value"] == "10000"
+    assert by_key["batch.size"]["definition"]["default_value"] == "100000"
     assert by_key["value.converter"]["value"]["recommended_values"]
 
     bad = client.put("/connector-plugins/FileStreamSourceConnector/config/validate", json={

@@ -47,7 +47,8 @@ FILE_SOURCE = register(ConnectorClass(
     keys=(
         Key("file", "path", doc="The file to read; relative paths are under $AIRCONNECT_DATA_DIR."),
         Key("topic", "topic", doc="The topic to write each line to."),
-        Key("batch.size", "int", 10000, "Lines per Kafka transaction (one offset commit per batch).", minimum=1),
+        Key("batch.size", "int", 100000, "Lines per Kafka transaction (one offset commit per batch); they are sent "
+            "as they are read, so memory does not grow with it.", minimum=1),
         Key("csv.fields", "int", 0, "airconnect: lines must have this many comma-separated fields (0: any); "
             "others are malformed (see errors.tolerance).", minimum=0),
     ),
@@ -213,12 +214,18 @@ class FileSource:
             result.from_position = result.to_position = position
             end = st.st_size  # bounded: lines appended during this run wait for the next one
             f.seek(position)
-            previous = offset
-            batch: list[bytes] = []
-            dead: list[DeadLetter] = []
-            batch_start = position
+            # A batch is one transaction, streamed: records go to Kafka as each chunk of the file is
+            # read (memory holds a chunk, whatever batch.size is), and the batch's end commits them
+            # with the new position. A crash before the commit leaves none of them visible.
+            txn = _Batch(writer, self.topic)
             pending = b""
             pos = position  # byte position just after the last complete line seen
+
+            def commit() -> None:
+                nonlocal previous
+                previous = self._commit(writer, key, f, txn, pos, st.st_ino, previous, result, progress)
+
+            previous = offset
             while pos + len(pending) < end:
                 chunk = f.read(min(READ_CHUNK, end - pos - len(pending)))
                 if not chunk:
@@ -234,17 +241,15 @@ class FileSource:
                     lines = region.split(b"\n")
                     i = 0
                     while i < len(lines):
-                        part = lines[i:i + self.batch_size - len(batch) - len(dead)]
+                        part = lines[i:i + self.batch_size - txn.count]
                         i += len(part)
-                        batch.extend(self.to_value.plain_values(part))
+                        txn.values.extend(self.to_value.plain_values(part))
+                        txn.count += len(part)
                         size = sum(map(len, part)) + len(part)
                         result.bytes += size
                         pos += size
-                        if len(batch) + len(dead) >= self.batch_size:
-                            previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous,
-                                                    result, progress, dead)
-                            batch, dead = [], []
-                            batch_start = pos
+                        if txn.count >= self.batch_size:
+                            commit()
                     start = last_nl + 1
                 while True:
                     nl = data.find(b"\n", start)
@@ -256,30 +261,27 @@ class FileSource:
                     text, error = self._malformed(line, pos)  # data[start] is at byte pos of the file
                     if error is not None:
                         if self.dead_topic is None:  # errors.tolerance=none: stop just before it
-                            if batch or dead:
-                                previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous,
-                                                        result, progress, dead)
+                            if txn.count:
+                                commit()
                             raise DataError(
                                 f"connector '{self.name}': {error}. The {result.records} lines before it were delivered; "
                                 f"the stored position stays at byte {pos}."
                             ) from None
                         report(self.config, error, f"the line at byte {pos}", self.dead_topic)
-                        dead.append(DeadLetter(self.dead_topic, line, context_headers(
+                        txn.dead.append(DeadLetter(self.dead_topic, line, context_headers(
                             self.config, error, "SOURCE", file=self.path, position=pos)))
                     else:
-                        batch.append(self.to_value(text))
+                        txn.values.append(self.to_value(text))
+                    txn.count += 1
                     result.bytes += nl + 1 - start
                     pos += nl + 1 - start
                     start = nl + 1
-                    if len(batch) + len(dead) >= self.batch_size:
-                        previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result,
-                                                progress, dead)
-                        batch, dead = [], []
-                        batch_start = pos
+                    if txn.count >= self.batch_size:
+                        commit()
                 pending = data[start:]
-            if batch or dead:
-                previous = self._commit(writer, key, f, batch, batch_start, pos, st.st_ino, previous, result, progress,
-                                        dead)
+                txn.send()  # this chunk's records, into the open transaction
+            if txn.count:
+                commit()
             elif offset is not None and (reason or offset.get("inode") != st.st_ino or "tail_sha1" not in offset):
                 # Nothing new, but record what the position refers to (a reset, or a Connect-shaped offset).
                 self._save({"position": pos, "inode": st.st_ino, "tail_sha1": _tail_sha1(f, pos)})
@@ -289,22 +291,51 @@ class FileSource:
                          self.name, len(pending))
             result.to_position = pos
 
-    def _commit(self, writer: SourceWriter, key: bytes, f: Any, batch: list[bytes], batch_start: int, pos: int,
-                inode: int, previous: dict[str, Any] | None, result: FileSourceResult, progress: Progress,
-                dead: list[DeadLetter] = ()) -> dict[str, Any]:
-        """One transaction: the lines, the batch's dead letters and the new position."""
+    def _commit(self, writer: SourceWriter, key: bytes, f: Any, txn: _Batch, pos: int, inode: int,
+                previous: dict[str, Any] | None, result: FileSourceResult, progress: Progress) -> dict[str, Any]:
+        """Ends the batch's transaction: its last records and dead letters, and the new position."""
         here = f.tell()
         new = {"position": pos, "inode": inode, "tail_sha1": _tail_sha1(f, pos)}
         f.seek(here)
-        writer.begin()
-        writer.produce_many(self.topic, batch)
-        for letter in dead:
-            writer.produce(letter.topic, letter.value, headers=letter.headers)
+        txn.send()
+        assert txn.open, "a batch commits only lines it sent"
         writer.commit({key: (new, previous)})
         self._save(new)
-        result.records += len(batch)
-        result.dead_letters += len(dead)
+        result.records += txn.records
+        result.dead_letters += txn.dead_letters
         result.batches += 1
         result.to_position = pos
-        progress.add(len(batch))
+        progress.add(txn.records)
+        txn.reset()
         return new
+
+
+class _Batch:
+    """The open transaction of a batch: records converted but not sent yet, and counts."""
+
+    def __init__(self, writer: SourceWriter, topic: str):
+        self.writer = writer
+        self.topic = topic
+        self.values: list[bytes] = []
+        self.dead: list[DeadLetter] = []
+        self.reset()
+
+    def reset(self) -> None:
+        self.open = False
+        self.count = 0  # lines of the batch: records and dead letters
+        self.records = 0
+        self.dead_letters = 0
+
+    def send(self) -> None:
+        if not self.values and not self.dead:
+            return
+        if not self.open:
+            self.writer.begin()
+            self.open = True
+        self.writer.produce_many(self.topic, self.values)
+        for letter in self.dead:
+            self.writer.produce(letter.topic, letter.value, headers=letter.headers)
+        self.records += len(self.values)
+        self.dead_letters += len(self.dead)
+        self.values.clear()
+        self.dead.clear()

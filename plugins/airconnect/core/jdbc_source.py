@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 MODES: Final = ("bulk", "incrementing", "timestamp", "timestamp+incrementing")
 UTC: Final = dt.timezone.utc
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=UTC)
+FETCH_ROWS: Final = 10000  # rows a fetch from the server-side cursor brings at most
 
 
 def _check(cfg: ConnectorConfig) -> None:
@@ -99,7 +100,8 @@ JDBC_SOURCE = register(ConnectorClass(
         Key("timestamp.delay.interval.ms", "int", 0, "Leave rows newer than the database's now minus this.", minimum=0),
         Key("timestamp.lookback.ms", "int", 0, "Re-read this much before the offset; already-delivered rows are skipped.", minimum=0),
         Key("timestamp.null.handling", "string", "warn", "Rows whose timestamp is NULL: report them, or fail.", choices=("warn", "fail")),
-        Key("batch.max.rows", "int", 10000, "Rows fetched and committed per Kafka transaction.", minimum=1),
+        Key("batch.max.rows", "int", 100000, "Rows per Kafka transaction (one offset commit per batch); they are "
+            "fetched and sent 10,000 at a time, so memory does not grow with it.", minimum=1),
         Key("db.timezone", "string", "UTC", "Zone of timestamp columns without a time zone.", check=check_timezone),
         Key("key.columns", "list", [], "Record key columns (default: the table's primary key)."),
     ),
@@ -589,18 +591,24 @@ class JdbcSource:
                 return str(row[inc_idx])
             return to_value(row).decode()
 
-        cur = dialect.server_cursor(conn, self.batch)
+        fetch = min(self.batch, FETCH_ROWS)
+        cur = dialect.server_cursor(conn, fetch)
         try:
             try:
                 cur.execute(sql + order, params)
             except Exception as exc:  # noqa: BLE001
                 raise _db_error(exc, f"{what}: querying") from None
             if self.mode == "bulk":
-                self._bulk(cur, writer, topic, to_value, to_key, table, progress, what)
+                self._bulk(cur, fetch, writer, topic, to_value, to_key, table, progress, what)
                 return
+            # A batch is one transaction, streamed: each fetched chunk's records go to Kafka at once
+            # (memory holds a chunk, whatever batch.max.rows is), and the batch's end commits them
+            # with the new offset. A crash or an error before the commit leaves none of them visible.
             values: list[bytes] = []
             keys: list[bytes | None] = []
-            batch_rows: list[Sequence[Any]] = []  # with a lookback window: the rows behind values
+            batch_rows: list[Sequence[Any]] = []  # with a lookback window: the batch's rows still inside it
+            count = 0  # rows in the batch
+            in_txn = False
             previous = offset
             last_row: Sequence[Any] | None = None  # the batch's last row: its timestamp and id make the offset
             lookback_us = int(self.lookback.total_seconds() * 1_000_000)
@@ -610,39 +618,62 @@ class JdbcSource:
                     (row[i] for i in ts_cols if row[i] is not None), None)
                 return micros_of(self._aware(raw_ts, naive_ts))
 
+            def send() -> None:
+                nonlocal in_txn, batch_rows
+                if values:
+                    if not in_txn:
+                        writer.begin()
+                        in_txn = True
+                    writer.produce_many(topic, values, keys)
+                    values.clear()
+                    keys.clear()
+                if batch_rows and last_row is not None:
+                    # Rows at or before the window's start as of the newest row cannot be in the
+                    # next run's window either (rows come in timestamp order): forget them.
+                    horizon = row_micros(last_row) - lookback_us
+                    cut = len(batch_rows)
+                    while cut > 0 and row_micros(batch_rows[cut - 1]) > horizon:
+                        cut -= 1
+                    if cut:
+                        batch_rows = batch_rows[cut:]
+
             def commit() -> dict[str, Any] | None:
+                nonlocal count, in_txn, batch_rows
                 assert last_row is not None
+                send()
                 last_ts = row_micros(last_row) if ts_idx is not None else None
                 stored_ts = ts_micros_from_offset(previous or {})
                 delivered: list[tuple[int, str]] = []
                 if batch_rows and last_ts is not None:
                     # The rows the next run's lookback query reads again: the batch's tail back to
-                    # the window's start (rows come in timestamp order; _commit keeps just these).
+                    # the window's start (_commit keeps just these).
                     horizon = max(last_ts, stored_ts if stored_ts is not None else last_ts) - lookback_us
                     for row in reversed(batch_rows):
                         row_ts = row_micros(row)
                         if row_ts <= horizon:
                             break
                         delivered.append((row_ts, ident(row)))
-                return self._commit(writer, key, partition, topic, values, keys, delivered, previous, last_ts,
-                                    last_row[inc_idx] if inc_idx is not None else None, stored_ts, recent, table,
-                                    progress)
+                new = self._commit(writer, key, partition, count, delivered, previous, last_ts,
+                                   last_row[inc_idx] if inc_idx is not None else None, stored_ts, recent, table,
+                                   progress)
+                count, in_txn, batch_rows = 0, False, []
+                return new
 
             # Per row only what every row needs: its value and key. Timestamps are read for the
             # offset (the batch's last row), at a cut in timestamp mode, for the rows the stored
             # offset remembers as delivered (the window the lookback query reads again: only rows
             # up to its newest timestamp can be among them, and rows come in timestamp order), and
-            # at a commit for the rows the next run's lookback will read again.
+            # for the rows the next run's lookback will read again.
             skip = set(recent) if ts_idx is not None else set()
             # (+2 hours: local times read in a zone with summer time are not quite in order in UTC)
             skip_until = max(m for m, _ in skip) + 2 * 3600 * 1_000_000 if skip else None
             remember = bool(self.lookback) and ts_idx is not None
             timestamp_only = self.mode == "timestamp"
             batch = self.batch
-            append_value, append_key, append_row = values.append, keys.append, batch_rows.append
+            append_value, append_key = values.append, keys.append
             while True:
                 try:
-                    rows = cur.fetchmany(batch)
+                    rows = cur.fetchmany(fetch)
                 except Exception as exc:  # noqa: BLE001
                     raise _db_error(exc, f"{what}: fetching rows") from None
                 if not rows:
@@ -657,19 +688,19 @@ class JdbcSource:
                             continue
                     # A batch is cut before this row, except inside a group of equal timestamps
                     # in timestamp mode (the offset could not tell the group's rows apart).
-                    if len(values) >= batch and not (timestamp_only and row_micros(row) == row_micros(last_row)):
+                    if count >= batch and not (timestamp_only and row_micros(row) == row_micros(last_row)):
                         previous = commit()
-                        values, keys, batch_rows = [], [], []
-                        append_value, append_key, append_row = values.append, keys.append, batch_rows.append
                     try:
                         append_value(to_value(row))
                     except DataError as exc:
                         raise DataError(f"{what}: row {ident(row)}: {exc}") from None
                     append_key(to_key(row) if to_key else None)
                     if remember:
-                        append_row(row)
+                        batch_rows.append(row)
                     last_row = row
-            if values:
+                    count += 1
+                send()
+            if count:
                 previous = commit()
             table.offset = previous
         finally:
@@ -678,13 +709,13 @@ class JdbcSource:
             except Exception:  # noqa: BLE001
                 pass
 
-    def _bulk(self, cur: Any, writer: SourceWriter, topic: str, to_value: Callable[[Sequence[Any]], bytes],
+    def _bulk(self, cur: Any, fetch: int, writer: SourceWriter, topic: str, to_value: Callable[[Sequence[Any]], bytes],
               to_key: Callable[[Sequence[Any]], bytes] | None, table: TableResult, progress: Progress, what: str) -> None:
         """A whole snapshot in one transaction: a crash mid-snapshot leaves none of it visible."""
         writer.begin()
         while True:
             try:
-                rows = cur.fetchmany(self.batch)
+                rows = cur.fetchmany(fetch)
             except Exception as exc:  # noqa: BLE001
                 writer.abort()
                 raise _db_error(exc, f"{what}: fetching rows") from None
@@ -796,10 +827,11 @@ class JdbcSource:
         self.offsets.put(partition, offset)
         self.offsets.save()
 
-    def _commit(self, writer: SourceWriter, key: bytes, partition: dict[str, str], topic: str, values: list[bytes],
-                keys: list[bytes | None], delivered: list[tuple[int, str]], previous: dict[str, Any] | None,
+    def _commit(self, writer: SourceWriter, key: bytes, partition: dict[str, str], records: int,
+                delivered: list[tuple[int, str]], previous: dict[str, Any] | None,
                 batch_last_ts: int | None, batch_last_inc: Any, last_micros: int | None,
                 recent: set[tuple[int, str]], table: TableResult, progress: Progress) -> dict[str, Any] | None:
+        """Ends the batch's transaction (its records were sent) with the new offset."""
         new: dict[str, Any] = {}
         if "timestamp" in self.mode and batch_last_ts is not None:
             top = max(batch_last_ts, last_micros) if last_micros is not None else batch_last_ts
@@ -812,11 +844,9 @@ class JdbcSource:
                 new["recent"] = sorted([m, k] for m, k in recent)
         if "incrementing" in self.mode and batch_last_inc is not None:
             new["incrementing"] = int(batch_last_inc) if not isinstance(batch_last_inc, int) else batch_last_inc
-        writer.begin()
-        writer.produce_many(topic, values, keys)
         writer.commit({key: (new, previous)})
         self._save(partition, new)
-        table.records += len(values)
+        table.records += records
         table.batches += 1
-        progress.add(len(values))
+        progress.add(records)
         return new or previous

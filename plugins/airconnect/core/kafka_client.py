@@ -191,8 +191,10 @@ class SourceWriter:
             "acks": "all",
             "linger.ms": 5,
             "batch.num.messages": 10000,
-            "queue.buffering.max.messages": 200000,
-            "queue.buffering.max.kbytes": 262144,
+            "queue.buffering.max.messages": 50000,
+            # What waits in librdkafka for the broker: enough to keep the connection busy, and a
+            # bound on memory now that a batch streams (records are sent as they are read).
+            "queue.buffering.max.kbytes": 16384,
             "message.max.bytes": 16 * 1024 * 1024,
             "transaction.timeout.ms": 120000,
         })
