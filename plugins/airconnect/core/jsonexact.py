@@ -14,6 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 _encode_str = json.JSONEncoder(ensure_ascii=False).encode
+# json's C string encoder (what the line above calls for a str, without its Python frame).
+_c_encode_str = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+_keys: dict[str, str] = {}  # '"name":' of the keys seen (rows repeat them), up to _MAX_KEYS
+_MAX_KEYS = 10000
 
 
 _decoder = json.JSONDecoder(parse_float=Decimal)
@@ -26,6 +30,11 @@ def loads(data: bytes | str) -> Any:
     elif isinstance(data, str) and data.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
     return _decoder.decode(data)
+
+
+def raw_decode(text: str, index: int = 0) -> tuple[Any, int]:
+    """The JSON value that starts at ``text[index]`` (as :func:`loads` parses it), and where it ends."""
+    return _decoder.raw_decode(text, index)
 
 
 def dumps(obj: Any) -> str:
@@ -44,10 +53,11 @@ def _flat_object(obj: dict[Any, Any]) -> str | None:
     written without recursion; ``None`` when a value is of another type. Same text as
     :func:`_write`."""
     parts = []
+    append = parts.append
     for k, v in obj.items():
         t = type(v)
         if t is str:
-            text = _encode_str(v)
+            text = _c_encode_str(v)
         elif t is int:
             text = str(v)
         elif t is Decimal:
@@ -58,7 +68,12 @@ def _flat_object(obj: dict[Any, Any]) -> str | None:
             text = "null"
         else:
             return None
-        parts.append(_encode_str(k if type(k) is str else str(k)) + ":" + text)
+        name = _keys.get(k)
+        if name is None:
+            name = _c_encode_str(k if type(k) is str else str(k)) + ":"
+            if type(k) is str and len(_keys) < _MAX_KEYS:
+                _keys[k] = name
+        append(name + text)
     return "{" + ",".join(parts) + "}"
 
 

@@ -430,6 +430,7 @@ class S3SinkResult:
 
 TopicAndPartition = tuple[str, int]
 _DEAD_LETTER: Final = object()  # a record that went to the dead-letter topic
+_ENVELOPE_START: Final = b'{"schema":'  # how JsonConverter (and airconnect's sources) write an envelope
 
 
 class S3Sink:
@@ -458,6 +459,8 @@ class S3Sink:
         self.kafka = dict(kafka)
         self.group = sink_group_id(config.name)
         self.s3_client = s3_client
+        self._prefix: bytes | None = None  # see _envelope
+        self._prefix_schema: Any = None
 
     def _start_offsets(self) -> dict[str, dict[int, int]]:
         """Saved offsets per topic; partitions without one start at the group's commit (read_to_end)."""
@@ -473,6 +476,36 @@ class S3Sink:
                 starts[topic][p] = offset
         return starts
 
+    def _envelope(self, value: bytes) -> tuple[Any, Any]:
+        """``(schema, payload)`` of a JsonConverter envelope, else ``(None, the whole value)``.
+
+        A topic's records nearly always share one schema, written first: once a record has
+        shown its ``{"schema":...,"payload":`` prefix, a record that starts with the same bytes
+        has only its payload parsed (the schema is most of the bytes). Anything else, or a
+        payload that does not parse on its own, goes through the whole parse.
+        """
+        prefix = self._prefix
+        if prefix is not None and value.startswith(prefix) and value.endswith(b"}"):
+            try:
+                return self._prefix_schema, jsonexact.loads(value[len(prefix):-1])
+            except ValueError:  # (UnicodeDecodeError too) the whole parse says what is wrong
+                pass
+        try:
+            doc = jsonexact.loads(value)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"the value is not valid UTF-8 at byte {exc.start}") from None
+        except ValueError as exc:
+            raise DataError(f"the value is not JSON ({exc})") from None
+        if not (isinstance(doc, dict) and set(doc) == {"schema", "payload"}):
+            return None, doc
+        if value.startswith(_ENVELOPE_START):
+            text = value.decode("utf-8", "surrogatepass")
+            schema, end = jsonexact.raw_decode(text, len(_ENVELOPE_START))
+            if text.startswith(',"payload":', end) and schema == doc["schema"]:
+                self._prefix = (text[:end] + ',"payload":').encode("utf-8", "surrogatepass")
+                self._prefix_schema = doc["schema"]
+        return doc["schema"], doc["payload"]
+
     def _line_and_month(self, value: bytes | None) -> tuple[bytes, tuple[int, int], Any, ParquetSchema | None] | None:
         """The line a record value becomes, its (year, month), and for ParquetFormat its row and
         schema; ``None`` for a skipped tombstone. Raises :class:`DataError` saying what is wrong."""
@@ -480,15 +513,8 @@ class S3Sink:
             if self.skip_null:
                 return None
             raise DataError("the record has no value (a tombstone); set behavior.on.null.values=ignore to skip such records")
-        try:
-            doc = jsonexact.loads(value)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"the value is not valid UTF-8 at byte {exc.start}") from None
-        except ValueError as exc:
-            raise DataError(f"the value is not JSON ({exc})") from None
-        schema = None
-        if isinstance(doc, dict) and set(doc) == {"schema", "payload"}:
-            schema, doc = doc["schema"], doc["payload"]  # a JsonConverter envelope
+        schema, doc = self._envelope(value)
+        if schema is not None:  # a JsonConverter envelope
             if doc is None:
                 if self.skip_null:
                     return None
