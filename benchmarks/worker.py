@@ -59,6 +59,12 @@ def kafka_conf(spec: dict[str, Any]) -> dict[str, Any]:
     return {"bootstrap.servers": spec["bootstrap"]}
 
 
+def minimal_conf(spec: dict[str, Any]) -> dict[str, Any]:
+    """The minimal loops' client settings: what airconnect's clients get by default too
+    (kafka_client.client_config), so that a loop's client starts as fast as airconnect's."""
+    return {**kafka_conf(spec), "reconnect.backoff.ms": 20}
+
+
 # ----------------------------------------------------------------------------- airconnect
 
 def _run_connector(spec: dict[str, Any], **resources: Any) -> dict[str, Any]:
@@ -108,7 +114,7 @@ def _producer(spec: dict[str, Any]) -> Any:
     from confluent_kafka import Producer
 
     # airconnect's batching settings, without transactions or idempotence.
-    return Producer({**kafka_conf(spec), "linger.ms": 5, "batch.num.messages": 10000,
+    return Producer({**minimal_conf(spec), "linger.ms": 5, "batch.num.messages": 10000,
                      "queue.buffering.max.messages": 50000, "queue.buffering.max.kbytes": 16384})
 
 
@@ -143,7 +149,7 @@ def minimal_file_source(spec: dict[str, Any]) -> dict[str, Any]:
 def _consumer(spec: dict[str, Any], group: str) -> Any:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({**kafka_conf(spec), "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+    c = Consumer({**minimal_conf(spec), "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "enable.partition.eof": True, "isolation.level": "read_committed",
                   "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 16 * 1024 * 1024,
                   # librdkafka's default 1000 ms stalls a loop that keeps up (see read_to_end)

@@ -52,6 +52,11 @@ def client_config(conn: Mapping[str, Any]) -> dict[str, Any]:
         raise PermanentError("the Kafka connection has no 'bootstrap.servers'")
     cfg = {k: v for k, v in conn.items() if k not in _CLIENT_ONLY}
     cfg.setdefault("logger", _librdkafka_log)  # librdkafka's own lines go to the task log, not stderr
+    # librdkafka connects to a broker it learns from the bootstrap metadata only after half of
+    # reconnect.backoff.ms (100 ms by default): every new client waited 50 ms before its first
+    # answer, and a run makes several (admin, transactional producer, journal reader). The
+    # backoff still doubles up to reconnect.backoff.max.ms (10 s) while a broker is down.
+    cfg.setdefault("reconnect.backoff.ms", 20)
     return cfg
 
 
