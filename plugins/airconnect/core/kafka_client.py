@@ -208,6 +208,11 @@ class SourceWriter:
         self._in_txn = False
         self._errors: list[KafkaError] = []
         try:
+            # A metadata round trip first: init_transactions looks for the transaction coordinator
+            # at once, and when no connection is up yet (librdkafka has just swapped the bootstrap
+            # connection for the broker it learned), it tries again only 500 ms later. Measured
+            # here: 4 slow starts in 260 without this line, none in 260 with it (7 ms more each).
+            self.producer.list_topics(timeout=timeout)
             self.producer.init_transactions(timeout)
         except KafkaException as exc:
             raise KafkaUnavailableError(
