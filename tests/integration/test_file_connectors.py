@@ -233,6 +233,24 @@ def test_a_10_mb_line_arrives_whole(flow):
     assert flow.ec.read_bytes() == flow.inventory.read_bytes()
 
 
+def test_a_line_larger_than_the_topic_accepts_is_a_clear_error_and_moves_nothing(flow, kafka):
+    # The broker refuses the record (the topic's max.message.bytes): the batch is not committed,
+    # the run says why, and the position stays where it was.
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka["bootstrap.servers"]})
+    admin.create_topics([NewTopic(flow.topic, 1, 1, config={"max.message.bytes": "2000"})])[flow.topic].result(15)
+    flow.inventory.write_text(SCENARIO)
+    assert flow.pass_()[0]["records"] == 4
+    with flow.inventory.open("a") as f:
+        f.write("ITEM999,SHOP001," + "x" * 5000 + ",2018-10-03 03:00:00\n")
+    with pytest.raises(DataError, match="larger than the broker accepts"):
+        run(flow.source, flow.store, kafka)
+    assert len(flow.records()) == 4
+    offsets = json.loads(flow.store[f"airconnect.offsets.{flow.source['name']}"])
+    assert offsets["offsets"][0]["offset"]["position"] == len(SCENARIO)
+
+
 def test_a_file_replaced_while_a_run_reads_it(flow, kafka, tmp_path):
     """The run reads the file it opened to its end; the next run reads the new file from its start."""
     import subprocess
