@@ -50,7 +50,7 @@ from typing import Any, Final
 
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, check_timezone, register
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
-from airconnect.core.jsonexact import iso_utc
+from airconnect.core.jsonexact import encode_str, iso_utc
 from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
 from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
@@ -272,9 +272,7 @@ def _str(v: Any) -> str:
     return _dumps_str(v if isinstance(v, str) else str(v))
 
 
-# json's C string encoder, what JSONEncoder(ensure_ascii=False).encode calls for a str.
-_encode_str: Final = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
-_INLINE_NAMES: Final = {"_encode_str": _encode_str, "_int": _int, "_str": _str, "int": int, "str": str,
+_INLINE_NAMES: Final = {"_encode_str": encode_str, "_int": _int, "_str": _str, "int": int, "str": str,
                         "_UTC": UTC, "_datetime": dt.datetime}
 
 
@@ -343,6 +341,16 @@ def describe_columns(dialect: Dialect, description: Sequence[Sequence[Any]], zon
     return columns
 
 
+def _envelope_ends(columns: Sequence[Column], record_name: str, envelope: bool) -> tuple[str, str]:
+    """What comes before and after a row's payload fields: JsonConverter's envelope with the
+    struct schema (built once), or just the braces without schemas."""
+    if not envelope:
+        return "{", "}"
+    schema = json.dumps({"type": "struct", "fields": [c.schema for c in columns], "optional": False,
+                         "name": record_name}, separators=(",", ":"), ensure_ascii=False)
+    return '{"schema":' + schema + ',"payload":{', "}}"
+
+
 def _value_writer(columns: Sequence[Column], record_name: str, envelope: bool,
                   indexes: Sequence[int] | None = None) -> Callable[[Sequence[Any]], bytes]:
     """``row -> JsonConverter bytes`` for ``columns`` (the row's values at ``indexes``, by default
@@ -353,21 +361,12 @@ def _value_writer(columns: Sequence[Column], record_name: str, envelope: bool,
     loop, no per-column call for text and whole numbers, and one string build. It writes exactly
     what ``_value_writer_reference`` writes (the unit tests compare them).
     """
-    if envelope:
-        schema = json.dumps({"type": "struct", "fields": [c.schema for c in columns], "optional": False,
-                             "name": record_name}, separators=(",", ":"), ensure_ascii=False)
-        head, tail = '{"schema":' + schema + ',"payload":{', "}}"
-    else:
-        head, tail = "{", "}"
-    n = len(columns)
-    whole_row = indexes is None
-    indexes = list(range(n)) if indexes is None else list(indexes)
+    head, tail = _envelope_ends(columns, record_name, envelope)
     env: dict[str, Any] = dict(_INLINE_NAMES)
-    lines = []
-    if whole_row:
-        lines.append(f"    {''.join(f'v{i}, ' for i in range(n))}= row")
+    if indexes is None:
+        lines = [f"    {''.join(f'v{i}, ' for i in range(len(columns)))}= row"]
     else:
-        lines += [f"    v{i} = row[{j}]" for i, j in enumerate(indexes)]
+        lines = [f"    v{i} = row[{j}]" for i, j in enumerate(indexes)]
     pieces = ["_head"]
     env["_head"] = head
     for i, c in enumerate(columns):
@@ -390,12 +389,7 @@ def _value_writer_reference(columns: Sequence[Column], record_name: str, envelop
     """The plain form of :func:`_value_writer`: a loop over the columns."""
     prefixes = [_dumps_str(c.name) + ":" for c in columns]
     writers = [c.write for c in columns]
-    if envelope:
-        schema = json.dumps({"type": "struct", "fields": [c.schema for c in columns], "optional": False,
-                             "name": record_name}, separators=(",", ":"), ensure_ascii=False)
-        head, tail = '{"schema":' + schema + ',"payload":{', "}}"
-    else:
-        head, tail = "{", "}"
+    head, tail = _envelope_ends(columns, record_name, envelope)
     pairs = list(zip(prefixes, writers))
 
     def write(row: Sequence[Any]) -> bytes:
@@ -643,13 +637,15 @@ class JdbcSource:
                     keys.clear()
                 if batch_rows and last_row is not None:
                     # Rows at or before the window's start as of the newest row cannot be in the
-                    # next run's window either (rows come in timestamp order): forget them.
-                    horizon = row_micros(last_row) - lookback_us
-                    cut = len(batch_rows)
-                    while cut > 0 and row_micros(batch_rows[cut - 1]) > horizon:
-                        cut -= 1
-                    if cut:
-                        batch_rows = batch_rows[cut:]
+                    # next run's window either: forget them.
+                    batch_rows = rows_after(row_micros(last_row) - lookback_us)
+
+            def rows_after(horizon: int) -> list[Sequence[Any]]:
+                """The batch's rows newer than ``horizon`` (its tail: rows come in timestamp order)."""
+                cut = len(batch_rows)
+                while cut > 0 and row_micros(batch_rows[cut - 1]) > horizon:
+                    cut -= 1
+                return batch_rows[cut:]
 
             def commit() -> dict[str, Any] | None:
                 nonlocal count, in_txn, batch_rows
@@ -659,14 +655,9 @@ class JdbcSource:
                 stored_ts = ts_micros_from_offset(previous or {})
                 delivered: list[tuple[int, str]] = []
                 if batch_rows and last_ts is not None:
-                    # The rows the next run's lookback query reads again: the batch's tail back to
-                    # the window's start (_commit keeps just these).
+                    # The rows the next run's lookback query reads again (_commit keeps just these).
                     horizon = max(last_ts, stored_ts if stored_ts is not None else last_ts) - lookback_us
-                    for row in reversed(batch_rows):
-                        row_ts = row_micros(row)
-                        if row_ts <= horizon:
-                            break
-                        delivered.append((row_ts, ident(row)))
+                    delivered = [(row_micros(row), ident(row)) for row in rows_after(horizon)]
                 new = self._commit(writer, key, partition, count, delivered, previous, last_ts,
                                    last_row[inc_idx] if inc_idx is not None else None, stored_ts, recent, table,
                                    progress)

@@ -13,9 +13,9 @@ import json
 from decimal import Decimal
 from typing import Any
 
-_encode_str = json.JSONEncoder(ensure_ascii=False).encode
-# json's C string encoder (what the line above calls for a str, without its Python frame).
-_c_encode_str = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+# json's C string encoder: a str as JSON text, non-ASCII kept (what
+# JSONEncoder(ensure_ascii=False).encode calls for a str, without its Python frame).
+encode_str = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 _keys: dict[str, str] = {}  # '"name":' of the keys seen (rows repeat them), up to _MAX_KEYS
 _MAX_KEYS = 10000
 
@@ -57,7 +57,7 @@ def _flat_object(obj: dict[Any, Any]) -> str | None:
     for k, v in obj.items():
         t = type(v)
         if t is str:
-            text = _c_encode_str(v)
+            text = encode_str(v)
         elif t is int:
             text = str(v)
         elif t is Decimal:
@@ -70,7 +70,7 @@ def _flat_object(obj: dict[Any, Any]) -> str | None:
             return None
         name = _keys.get(k)
         if name is None:
-            name = _c_encode_str(k if type(k) is str else str(k)) + ":"
+            name = encode_str(k if type(k) is str else str(k)) + ":"
             if type(k) is str and len(_keys) < _MAX_KEYS:
                 _keys[k] = name
         append(name + text)
@@ -85,7 +85,7 @@ def _write(obj: Any, out: Any) -> None:
     elif obj is False:
         out("false")
     elif isinstance(obj, str):
-        out(_encode_str(obj))
+        out(encode_str(obj))
     elif isinstance(obj, int):
         out(str(obj))
     elif isinstance(obj, Decimal):
@@ -101,7 +101,7 @@ def _write(obj: Any, out: Any) -> None:
             if not first:
                 out(",")
             first = False
-            out(_encode_str(str(k)))
+            out(encode_str(str(k)))
             out(":")
             _write(v, out)
         out("}")
