@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from airconnect.core.config import ConnectorConfig
@@ -72,11 +72,18 @@ def reset_named_offsets(name: str, store: KeyValueStore, kafka: Mapping[str, Any
                 raise kafka_error(KafkaException(), kafka, f"connector '{name}': journalling the reset")
     else:
         admin = AdminClient(client_config(kafka))
-        try:
-            admin.delete_consumer_groups([group], request_timeout=15)[group].result()
-        except KafkaException as exc:
-            if "GROUP_ID_NOT_FOUND" not in str(exc) and "not found" not in str(exc).lower():
-                raise kafka_error(exc, kafka, f"connector '{name}': deleting group {group}") from None
+
+        def delete_group() -> None:
+            try:
+                admin.delete_consumer_groups([group], request_timeout=15)[group].result()
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if err is not None and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                    return  # nothing to delete
+                raise
+
+        # A coordinator that is not ready (a broker that just started) is transient: retried.
+        with_retries(delete_group, kafka, f"connector '{name}': deleting group {group}")
     store.delete(offsets.key)
     log.info("connector '%s': offsets reset (%d partition(s))", name, len(partitions))
     return len(partitions)
