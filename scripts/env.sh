@@ -55,7 +55,9 @@ if [ -z "${AIRFLOW_CONN_AWS_FORECAST:-}" ]; then
 fi
 unset _kafka_bootstrap
 
-# The project's virtualenv, when there is one.
-if [ -x "$AIRCONNECT_ROOT/.venv/bin/python" ]; then
-  export PATH="$AIRCONNECT_ROOT/.venv/bin:$PATH"
-fi
+# The project's virtualenv, on PATH even before scripts/setup.sh has created it (the scripts
+# source this file first, then run the set-up, then call airflow and airconnect).
+case ":$PATH:" in
+  *":$AIRCONNECT_ROOT/.venv/bin:"*) ;;
+  *) export PATH="$AIRCONNECT_ROOT/.venv/bin:$PATH" ;;
+esac
