@@ -24,14 +24,15 @@ from airflow.sdk import DAG, Param
 
 from airconnect.assets import INVENTORY, SALES_FORECAST
 from airconnect.core.auto_order import orders_topic
-from airconnect.core.config import load_definitions
+from airconnect.core.config import read_definitions
 from airconnect.core.file_source import FILE_SOURCE
 from airconnect.core.jdbc_source import JDBC_SOURCE
 from airconnect.core.manage import topics_of
 from airconnect.core.s3_sink import S3_SINK
 from airconnect.operators import InventoryViewOperator, JdbcSourceOperator, PlaceOrdersOperator
 
-definitions = load_definitions()
+# Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
+definitions = read_definitions().using(JDBC_SOURCE, S3_SINK, FILE_SOURCE)
 publishers = [c for c in definitions if c.cls is JDBC_SOURCE and orders_topic() in topics_of(c)]
 sinks = [c for c in definitions if c.cls is S3_SINK]
 # The inventory is what flow 1 loads: the file source's topic (zaiko-data).

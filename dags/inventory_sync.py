@@ -16,13 +16,14 @@ from airflow.sdk import DAG
 
 from airconnect.assets import INVENTORY
 
-from airconnect.core.config import load_definitions
+from airconnect.core.config import read_definitions
 from airconnect.core.file_sink import FILE_SINK
 from airconnect.core.file_source import FILE_SOURCE
 from airconnect.operators import FileSinkOperator, FileSourceOperator
 from airconnect.sensors import FileChangeSensor
 
-definitions = load_definitions()
+# Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
+definitions = read_definitions().using(FILE_SOURCE, FILE_SINK)
 sources = [c for c in definitions if c.cls is FILE_SOURCE]
 sinks = [c for c in definitions if c.cls is FILE_SINK]
 

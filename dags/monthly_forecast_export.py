@@ -18,14 +18,15 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from airconnect.core.config import load_definitions
+from airconnect.core.config import read_definitions
 from airconnect.core.jdbc_source import JDBC_SOURCE
 from airconnect.core.manage import topics_of
 from airconnect.core.s3_sink import S3_SINK
 from airconnect.operators import JdbcSourceOperator, MonthManifestOperator, S3SinkOperator
 from airconnect.assets import FORECAST_INPUT
 
-definitions = load_definitions()
+# Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
+definitions = read_definitions().using(JDBC_SOURCE, S3_SINK)
 sinks = [c for c in definitions if c.cls is S3_SINK]
 # The sources that feed the sinks: JDBC sources writing a topic an S3 sink exports.
 exported = {t for sink in sinks for t in sink["topics"]}

@@ -18,12 +18,12 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param
 
 from airconnect.assets import FORECAST_INPUT, SALES_FORECAST
-from airconnect.core.config import load_definitions
+from airconnect.core.config import read_definitions
 from airconnect.core.s3_sink import S3_SINK
 from airconnect.core.sales_forecast import forecast_topic
 from airconnect.operators import SalesForecastOperator
 
-sinks = [c for c in load_definitions() if c.cls is S3_SINK]
+sinks = read_definitions().using(S3_SINK)  # an invalid definition of another class does not break this DAG
 
 with DAG(
     dag_id="sales_forecast",

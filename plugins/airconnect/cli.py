@@ -16,15 +16,17 @@ import json
 import sys
 from pathlib import Path
 
-from airconnect.core.config import load_definitions, validate
-from airconnect.core.errors import AirconnectError
+from airconnect.core.config import Definitions, read_definitions, validate
+from airconnect.core.errors import AirconnectError, ConfigError
 
 
-def _definitions(directory: str | None) -> dict:
-    return {c.name: c for c in load_definitions(directory)}
-
-
-def _pick(defs: dict, names: list[str]) -> list:
+def _pick(definitions: Definitions, names: list[str]) -> list:
+    """The named connectors; an invalid one raises its own error (the others need not be valid)."""
+    defs = definitions.by_name()
+    for n in names:
+        error = definitions.error_of(n)
+        if n not in defs and error is not None:
+            raise error
     unknown = [n for n in names if n not in defs]
     if unknown:
         raise AirconnectError(f"no connector named {', '.join(map(repr, unknown))}; known: {', '.join(sorted(defs))}")
@@ -51,24 +53,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        if args.cmd == "validate":
+        if args.cmd == "validate":  # every definition, every error: nothing stops at the first
             if args.files:
-                configs = []
+                configs, errors = [], []
                 for f in args.files:
-                    doc = json.loads(Path(f).read_text(encoding="utf-8"))
-                    configs += [validate(d, source=f) for d in (doc if isinstance(doc, list) else [doc])]
+                    try:
+                        doc = json.loads(Path(f).read_text(encoding="utf-8"))
+                    except (OSError, ValueError) as exc:
+                        errors.append(ConfigError(f"{f} cannot be read as JSON: {exc}"))
+                        continue
+                    for d in doc if isinstance(doc, list) else [doc]:
+                        try:
+                            configs.append(validate(d, source=f))
+                        except ConfigError as exc:
+                            errors.append(exc)
             else:
-                configs = load_definitions(args.connectors_dir)
+                found = read_definitions(args.connectors_dir)
+                configs, errors = list(found.configs), list(found.errors)
             for c in configs:
                 print(f"ok  {c.name}  ({c.cls.name}, {c.kind})")
-            return 0
+            for exc in errors:
+                print(f"airconnect: {exc}", file=sys.stderr)
+            if errors:
+                print(f"airconnect: {len(errors)} invalid definition(s), {len(configs)} valid", file=sys.stderr)
+            return 2 if errors else 0
 
         from airconnect.core import manage
         from airconnect.hooks import VariableStore, kafka_config
 
         store = VariableStore()
-        defs = _definitions(args.connectors_dir)
+        definitions = read_definitions(args.connectors_dir)
+        defs = definitions.by_name()
         if args.cmd == "list":
+            for exc in definitions.errors:
+                print(f"airconnect: invalid, not listed: {exc}", file=sys.stderr)
             for c in defs.values():
                 doc = manage.get_offsets(c, store)
                 line = f"{c.name}\t{c.cls.name}\t{c.kind}\ttopics={','.join(manage.topics_of(c))}\toffsets={json.dumps(doc['offsets'])}"
@@ -80,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                         line += f"\tlag=? ({exc})"
                 print(line)
         elif args.cmd == "offsets":
-            (c,) = _pick(defs, [args.name])
+            (c,) = _pick(definitions, [args.name])
             if args.set_file:
                 text = sys.stdin.read() if args.set_file == "-" else Path(args.set_file).read_text(encoding="utf-8")
                 try:
@@ -91,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(manage.set_offsets(c, store, doc, kafka)["message"])
             print(json.dumps(manage.get_offsets(c, store), indent=2, ensure_ascii=False))
         elif args.cmd == "lag":
-            chosen = _pick(defs, args.names) if args.names else [c for c in defs.values() if c.kind == "sink"]
+            chosen = _pick(definitions, args.names) if args.names else [c for c in defs.values() if c.kind == "sink"]
             sources = [c.name for c in chosen if c.kind != "sink"]
             if sources:
                 raise AirconnectError(f"only sinks have a consumer lag; {', '.join(sources)} "
@@ -103,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{c.name}\t{manage.sink_group(c)}\t{r['topic']}\t{r['partition']}\t{committed}\t{r['end']}\t{r['lag']}")
         elif args.cmd == "reset":
             topics: list[str] = []
-            for c in _pick(defs, args.names):
+            for c in _pick(definitions, args.names):
                 kafka = kafka_config(args.kafka_conn_id or c["kafka.conn.id"])
                 print(manage.reset_offsets(c, store, kafka)["message"])
                 topics += manage.topics_of(c)

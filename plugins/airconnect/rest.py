@@ -44,8 +44,8 @@ from airconnect.core.config import (
     _coerce,
     _substitute_env,
     connector_classes,
-    load_definitions,
     lookup_class,
+    read_definitions,
     validate,
 )
 from airconnect.core.errors import AirconnectError, ConfigError, OffsetError, TransientError
@@ -136,12 +136,20 @@ async def _airconnect_error(_request: Request, exc: AirconnectError) -> JSONResp
 
 
 def _definitions() -> dict[str, ConnectorConfig]:
-    return {c.name: c for c in load_definitions()}
+    """The valid definitions; an invalid one is left out here (and named by :func:`_connector`)."""
+    found = read_definitions()
+    for exc in found.errors:
+        log.warning("connector definition left out: %s", exc)
+    return found.by_name()
 
 
 def _connector(name: str) -> ConnectorConfig:
-    defs = _definitions()
+    found = read_definitions()
+    defs = found.by_name()
     if name not in defs:
+        error = found.error_of(name)
+        if error is not None:  # defined, but invalid: say why (400), not "not found"
+            raise error
         raise ConnectError(404, f"Connector {name} not found")
     return defs[name]
 

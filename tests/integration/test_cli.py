@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,22 @@ def test_lag_refuses_sources_and_unknown_names(cli):
     assert code == 2 and "is a source" in err
     code, _, err = cli.run("lag", "nope")
     assert code == 2 and "no connector named 'nope'" in err
+
+
+def test_validate_reports_every_invalid_definition_and_the_others_still_work(cli, tmp_path):
+    defs = Path(os.environ["AIRCONNECT_CONNECTORS_DIR"])
+    (defs / "bad-1.json").write_text(json.dumps({"name": "load-hanbai", "config": {
+        "connector.class": "FileStreamSource", "file": "hanbai.csv", "topic": "hanbai", "batch.size": "0"}}))
+    (defs / "bad-2.json").write_text(json.dumps({"name": "sink-hanbai", "config": {
+        "connector.class": "FileStreamSink", "file": str(tmp_path), "topics": "hanbai"}}))
+    code, out, err = cli.run("validate")
+    assert code == 2
+    assert f"ok  {cli.source}" in out and f"ok  {cli.sink}" in out
+    assert "connector 'load-hanbai', key 'batch.size': expected an integer >= 1, got '0'" in err
+    assert "connector 'sink-hanbai', key 'file': expected a file, but it is a directory" in err
+    assert "2 invalid definition(s), 2 valid" in err
+    # The valid connectors can still be managed; the invalid one says why it cannot.
+    code, out, _ = cli.run("offsets", cli.sink)
+    assert code == 0 and '"offsets"' in out
+    code, _, err = cli.run("offsets", "load-hanbai")
+    assert code == 2 and "key 'batch.size'" in err

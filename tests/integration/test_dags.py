@@ -80,3 +80,25 @@ def test_airflow_dags_test_runs_one_pass(tmp_path, kafka, unique, airflow_db):
 
     offsets = json.loads(Variable.get(f"airconnect.offsets.load-{unique}"))
     assert offsets["offsets"][0]["offset"]["position"] == inventory.stat().st_size
+
+
+def test_a_bad_definition_breaks_only_the_dags_that_run_it_and_every_one_is_reported(tmp_path):
+    for f in (ROOT / "include" / "connectors").glob("*.json"):
+        (tmp_path / f.name).write_text(f.read_text())
+    # Two broken definitions at once: an S3 sink with a misspelt key, a connector of no known class.
+    s3 = json.loads((tmp_path / "s3-forecast.json").read_text())
+    s3["config"]["s3.bucket.nmae"] = s3["config"].pop("s3.bucket.name")
+    (tmp_path / "s3-forecast.json").write_text(json.dumps(s3))
+    (tmp_path / "zz-unknown.json").write_text(json.dumps(
+        {"name": "sink-hanbai", "config": {"connector.class": "com.example.NoSuchSink", "topics": "hanbai"}}))
+    bag = _dagbag(tmp_path)
+    broken = {Path(f).stem: e for f, e in bag.import_errors.items()}
+    # Flow 1 does not use an S3 sink: it still loads.
+    assert "inventory_sync" in bag.dags and "inventory_sync" not in broken
+    # The DAGs that run the S3 sink name it and its key.
+    for dag_file in ("monthly_forecast_export", "sales_forecast", "auto_order"):
+        assert "connector 's3-forecast', key 's3.bucket.nmae': is not a key" in broken[dag_file], dag_file
+    # One place lists every invalid definition, the one no DAG runs included.
+    listed = broken["connector_definitions"]
+    assert "connector 's3-forecast', key 's3.bucket.nmae'" in listed
+    assert "connector 'sink-hanbai', key 'connector.class': unknown connector class 'com.example.NoSuchSink'" in listed

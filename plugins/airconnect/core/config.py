@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from airconnect.core.errors import ConfigError
+from airconnect.core.errors import ConfigError, InvalidDefinitions
 
 REQUIRED: Final = object()
 
@@ -64,6 +64,11 @@ def check_timezone(value: str) -> str | None:
     return None
 
 
+def not_a_directory(path: str) -> str | None:
+    """A Key check for a file a connector reads or writes: it may not exist yet, but it is no folder."""
+    return "a file, but it is a directory" if os.path.isdir(path) else None
+
+
 def _expected(key: Key) -> str:
     if key.choices:
         return "one of " + ", ".join(repr(c) for c in key.choices)
@@ -72,6 +77,7 @@ def _expected(key: Key) -> str:
         "int": "an integer" + (f" >= {key.minimum}" if key.minimum is not None else ""),
         "bool": "true or false",
         "list": "a comma-separated list of names",
+        "names": "a comma-separated list of database names (schema.table allowed; not empty, no NUL byte)",
         "path": "a file path",
         "topic": "a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)",
     }[key.type]
@@ -119,6 +125,17 @@ def _coerce(key: Key, raw: Any, connector: str) -> Any:
         for item in value:
             if not _TOPIC_RE.match(item):
                 raise bad(f" ({item!r} is not a valid name)")
+    elif key.type == "names":
+        # Database identifiers (tables, columns): any text a quoted identifier can hold, so
+        # '売上', 'sales$2018' and 'Sales Table' are names; the connector quotes them. A dot
+        # separates schema and table.
+        items = raw if isinstance(raw, list) else str(raw).split(",")
+        value = [str(i).strip() for i in items if str(i).strip()]
+        if not value:
+            raise bad()
+        for item in value:
+            if "\x00" in item or not all(part.strip() for part in item.split(".")):
+                raise bad(f" ({item!r} is not a name: it has a NUL byte or an empty part between dots)")
     else:  # pragma: no cover - a programming error in a Key declaration
         raise AssertionError(key.type)
     if key.choices and value not in key.choices:
@@ -266,7 +283,11 @@ def _substitute_env(value: Any, connector: str, key: str) -> Any:
 
 
 def validate(definition: Mapping[str, Any], *, source: str | None = None) -> ConnectorConfig:
-    """Validate one definition, in REST ``POST /connectors`` shape or flat ``config`` shape."""
+    """Validate one definition, in REST ``POST /connectors`` shape or flat ``config`` shape.
+
+    Every problem of the definition is reported at once: one :class:`ConfigError` (naming the
+    connector and the key), or :class:`InvalidDefinitions` listing each when there are several.
+    """
     where = f" (in {source})" if source else ""
     if not isinstance(definition, Mapping):
         raise ConfigError(f"a connector definition must be a JSON object{where}, got {type(definition).__name__}")
@@ -297,56 +318,117 @@ def validate(definition: Mapping[str, Any], *, source: str | None = None) -> Con
                           "'org.apache.kafka.connect.file.FileStreamSourceConnector'", connector=name, key="connector.class")
     cls = lookup_class(class_name.strip(), name)
     keys = cls.all_keys()
-    unknown = [k for k in raw if k not in keys and not k.startswith(("transforms", "predicates", "consumer.override.", "producer.override."))]
-    if unknown:
-        k = unknown[0]
-        hint = difflib.get_close_matches(k, list(keys), n=1)
-        raise ConfigError(
-            f"is not a key of {cls.name}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + where
-            + "; its keys are: " + ", ".join(sorted(keys)),
-            connector=name, key=k,
-        )
+    errors: list[ConfigError] = []
+    for k in raw:
+        if k not in keys and not k.startswith(("transforms", "predicates", "consumer.override.", "producer.override.")):
+            hint = difflib.get_close_matches(k, list(keys), n=1)
+            errors.append(ConfigError(
+                f"is not a key of {cls.name}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + where
+                + "; its keys are: " + ", ".join(sorted(keys)),
+                connector=name, key=k,
+            ))
     if raw.get("transforms"):
-        raise ConfigError("single message transforms are not supported by airconnect yet", connector=name, key="transforms")
+        errors.append(ConfigError("single message transforms are not supported by airconnect yet",
+                                  connector=name, key="transforms"))
     values: dict[str, Any] = {}
     for key in keys.values():
-        if key.name in raw and raw[key.name] is not None and raw[key.name] != "":
-            values[key.name] = _coerce(key, _substitute_env(raw[key.name], name, key.name), name)
-        elif key.required:
-            raise ConfigError(f"is required{where}: {key.doc or _expected(key)}", connector=name, key=key.name)
-        else:
-            values[key.name] = key.default
-    values["connector.class"] = cls.name
-    overrides = {k: v for k, v in raw.items() if k.startswith(("consumer.override.", "producer.override."))}
-    values.update(overrides)
-    result = ConnectorConfig(name=name, cls=cls, values=values, raw=dict(raw))
-    if cls.check is not None:
-        cls.check(result)
-    return result
+        try:
+            if key.name in raw and raw[key.name] is not None and raw[key.name] != "":
+                values[key.name] = _coerce(key, _substitute_env(raw[key.name], name, key.name), name)
+            elif key.required:
+                raise ConfigError(f"is required{where}: {key.doc or _expected(key)}", connector=name, key=key.name)
+            else:
+                values[key.name] = key.default
+        except ConfigError as exc:
+            errors.append(exc)
+    if not errors:
+        values["connector.class"] = cls.name
+        overrides = {k: v for k, v in raw.items() if k.startswith(("consumer.override.", "producer.override."))}
+        values.update(overrides)
+        result = ConnectorConfig(name=name, cls=cls, values=values, raw=dict(raw))
+        if cls.check is None:
+            return result
+        try:
+            cls.check(result)  # checks across keys, once each key is valid on its own
+            return result
+        except ConfigError as exc:
+            errors.append(exc)
+    for exc in errors:
+        exc.connector_class = cls.name
+    error = errors[0] if len(errors) == 1 else InvalidDefinitions(errors, connector=name)
+    error.connector_class = cls.name
+    raise error
 
 
-def load_definitions(directory: str | os.PathLike[str] | None = None) -> list[ConnectorConfig]:
-    """Load and validate every ``*.json`` definition in a folder (default ``$AIRCONNECT_CONNECTORS_DIR``).
+@dataclass(frozen=True)
+class Definitions:
+    """A folder's definitions: the valid ones, and an error for each invalid one (all of them)."""
 
-    A file holds one definition or a JSON list of them. Any invalid definition raises
-    :class:`ConfigError` naming the file, the connector and the key: in a DAG file this becomes
-    an import error shown in the Airflow UI.
+    configs: tuple[ConnectorConfig, ...]
+    errors: tuple[ConfigError, ...]
+
+    def by_name(self) -> dict[str, ConnectorConfig]:
+        return {c.name: c for c in self.configs}
+
+    def error_of(self, name: str) -> ConfigError | None:
+        return next((e for e in self.errors if e.connector == name), None)
+
+    def using(self, *classes: ConnectorClass) -> list[ConnectorConfig]:
+        """The valid definitions of ``classes``; raises :class:`InvalidDefinitions` (every one) if a
+        definition of those classes is invalid. A DAG calls it for the classes it runs, so a bad
+        definition breaks only the DAGs that would run it."""
+        names = {c.name for c in classes}
+        bad = [e for e in self.errors if e.connector_class in names]
+        if bad:
+            raise bad[0] if len(bad) == 1 else InvalidDefinitions(bad)
+        return [c for c in self.configs if c.cls.name in names]
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise self.errors[0] if len(self.errors) == 1 else InvalidDefinitions(list(self.errors))
+
+
+def read_definitions(directory: str | os.PathLike[str] | None = None) -> Definitions:
+    """Read and validate every ``*.json`` definition in a folder (default ``$AIRCONNECT_CONNECTORS_DIR``).
+
+    A file holds one definition or a JSON list of them. Nothing stops at the first problem: every
+    invalid file and definition gets its error (naming the file, the connector and the key).
     """
     folder = Path(directory or os.environ.get(CONNECTORS_DIR_ENV) or default_connectors_dir())
     if not folder.is_dir():
         raise ConfigError(f"the connector definitions folder {str(folder)!r} does not exist (set {CONNECTORS_DIR_ENV})")
     found: dict[str, ConnectorConfig] = {}
+    errors: list[ConfigError] = []
     for path in sorted(folder.glob("*.json")):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            error = ConfigError(f"{path} is not valid JSON: {exc}")
+            error.source = str(path)
+            errors.append(error)
+            continue
         for item in doc if isinstance(doc, list) else [doc]:
-            cfg = validate(item, source=str(path))
-            if cfg.name in found:
-                raise ConfigError(f"is defined twice (again in {path})", connector=cfg.name, key="name")
+            try:
+                cfg = validate(item, source=str(path))
+                if cfg.name in found:
+                    raise ConfigError(f"is defined twice (again in {path})", connector=cfg.name, key="name")
+            except ConfigError as exc:
+                exc.source = str(path)
+                errors.append(exc)
+                continue
             found[cfg.name] = cfg
-    return list(found.values())
+    for exc in errors:
+        if exc.key == "name" and exc.connector in found:  # defined twice: neither copy runs
+            exc.connector_class = found.pop(exc.connector).cls.name
+    return Definitions(tuple(found.values()), tuple(errors))
+
+
+def load_definitions(directory: str | os.PathLike[str] | None = None) -> list[ConnectorConfig]:
+    """Every definition of the folder, all valid: otherwise :class:`ConfigError` (one) or
+    :class:`InvalidDefinitions` listing every error of every file at once."""
+    definitions = read_definitions(directory)
+    definitions.raise_errors()
+    return list(definitions.configs)
 
 
 def data_dir() -> Path:

@@ -22,12 +22,29 @@ class ConfigError(PermanentError, ValueError):
     def __init__(self, message: str, *, connector: str | None = None, key: str | None = None):
         self.connector = connector
         self.key = key
+        #: The class the definition names, where it names a known one (set by ``validate``): which
+        #: DAGs an invalid definition breaks.
+        self.connector_class: str | None = None
+        #: The file the definition came from, if any.
+        self.source: str | None = None
         where = []
         if connector:
             where.append(f"connector '{connector}'")
         if key:
             where.append(f"key '{key}'")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class InvalidDefinitions(ConfigError):
+    """Several definition errors at once (one definition's keys, or a folder's definitions);
+    ``errors`` holds each one, and the message lists them all, one a line."""
+
+    def __init__(self, errors: "list[ConfigError]", *, connector: str | None = None):
+        self.errors = list(errors)
+        head = (f"{len(self.errors)} errors in the definition of connector '{connector}'" if connector
+                else f"{len(self.errors)} invalid connector definition errors")
+        super().__init__(head + ":\n" + "\n".join(f"  {e}" for e in self.errors))
+        self.connector = connector
 
 
 class OffsetError(PermanentError):

@@ -1,0 +1,13 @@
+"""Every invalid connector definition, at once, as this file's import error in the Airflow UI.
+
+The flow DAGs each read only the definitions of the classes they run, so a bad definition
+breaks the DAG that would run it and no other; one whose class is unknown (or a file that is
+not JSON) would break none. This file defines no DAG: it lists every invalid definition of
+``$AIRCONNECT_CONNECTORS_DIR`` (as ``airconnect validate`` does), so none goes unseen.
+"""
+
+from __future__ import annotations
+
+from airconnect.core.config import read_definitions
+
+read_definitions().raise_errors()
