@@ -22,7 +22,7 @@ from contextlib import closing as _closing
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task, register
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task, register
 from airconnect.core.converters import payload_text, plain_payload
 from airconnect.core.deadletters import SinkDeadLetters, tolerates
 from airconnect.core.failpoints import failpoint
@@ -47,7 +47,8 @@ FILE_SINK = register(ConnectorClass(
         "airconnect.core.file_sink.FileSink",
     ),
     keys=(
-        Key("file", "path", doc="The file to append each record's payload to; relative paths are under $AIRCONNECT_DATA_DIR."),
+        Key("file", "path", doc="The file to append each record's payload to; relative paths are under $AIRCONNECT_DATA_DIR.",
+            check=not_a_directory),
         Key("topics", "list", doc="Comma-separated topics to read."),
         Key("checkpoint.records", "int", 50000, "Records between checkpoints (fsync + offsets).", minimum=1),
     ),

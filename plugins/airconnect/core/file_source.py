@@ -1,10 +1,15 @@
 """File source: each complete line of a growing text file becomes one record (Kafka Connect's
 FileStreamSourceConnector, made exactly-once and byte-accurate).
 
-Offsets: partition ``{"filename": <path>}`` -> ``{"position": <bytes>, "inode": n, "tail_sha1": h}``.
-``position`` is a byte offset (Connect's own source counts characters and drifts on non-ASCII
-text); ``inode`` and ``tail_sha1`` (of up to 64 bytes before the position) detect a file that
-was replaced or rewritten. Only ``position`` is required, so Connect's offsets load as they are.
+Offsets: partition ``{"filename": <path>}`` -> ``{"position": <bytes>, "inode": n, "mtime_ns": t,
+"tail_sha1": h, "prefix_bytes": k, "prefix_sha1": p}``. ``position`` is a byte offset (Connect's own
+source counts characters and drifts on non-ASCII text). The rest detects a file that was
+replaced (``inode``) or rewritten in place: ``prefix_sha1`` is the SHA-1 of the first
+``prefix_bytes`` bytes, ``min(position, rewrite.check.bytes)``, kept up to date as batches commit
+and verified at the start of every run (the run re-reads that much of the file);
+``tail_sha1`` covers the 64 bytes before the position, which a bounded prefix no longer reaches;
+``mtime_ns`` lets the sensor see a same-length rewrite with one ``stat``. Only ``position`` is
+required, so Connect's offsets load as they are.
 
 Delivery: each batch is one Kafka transaction carrying its records and its new position (see
 :class:`~airconnect.core.kafka_client.SourceWriter`); the Variable is set after the commit.
@@ -22,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task, register
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task, register
 from airconnect.core.converters import StringValueWriter, plain_lines
 from airconnect.core.deadletters import DeadLetter, context_headers, dead_letter_topic, report, tolerates
 from airconnect.core.errors import ConfigError, DataError
@@ -45,12 +50,15 @@ FILE_SOURCE = register(ConnectorClass(
         "airconnect.core.file_source.FileSource",
     ),
     keys=(
-        Key("file", "path", doc="The file to read; relative paths are under $AIRCONNECT_DATA_DIR."),
+        Key("file", "path", doc="The file to read; relative paths are under $AIRCONNECT_DATA_DIR.", check=not_a_directory),
         Key("topic", "topic", doc="The topic to write each line to."),
         Key("batch.size", "int", 100000, "Lines per Kafka transaction (one offset commit per batch); they are sent "
             "as they are read, so memory does not grow with it.", minimum=1),
         Key("csv.fields", "int", 0, "airconnect: lines must have this many comma-separated fields (0: any); "
             "others are malformed (see errors.tolerance).", minimum=0),
+        Key("rewrite.check.bytes", "int", 256 << 20, "airconnect: how much of the file's start each run re-reads to "
+            "notice a rewrite in place (SHA-1 of min(position, this) bytes); 0 checks only the 64 bytes before "
+            "the position.", minimum=0),
     ),
     doc="Reads a growing text file, one record per line.",
     check=one_task,
@@ -87,6 +95,35 @@ def _tail_sha1(f: Any, position: int) -> str:
     return hashlib.sha1(f.read(position - start)).hexdigest()
 
 
+class _Prefix:
+    """The SHA-1 of the file's first ``size`` bytes (at most ``limit``), extended as the position moves."""
+
+    def __init__(self, f: Any, limit: int):
+        self.f = f
+        self.limit = limit
+        self.hash = hashlib.sha1()
+        self.size = 0
+
+    def extend(self, position: int) -> None:
+        """Hash up to ``min(position, limit)``, re-reading from the file (the page cache, as a
+        rule: these are the bytes just read); the file's read position is left where it was."""
+        target = min(position, self.limit)
+        if target <= self.size:
+            return
+        here = self.f.tell()
+        self.f.seek(self.size)
+        while self.size < target:
+            chunk = self.f.read(min(READ_CHUNK, target - self.size))
+            if not chunk:
+                break
+            self.hash.update(chunk)
+            self.size += len(chunk)
+        self.f.seek(here)
+
+    def fields(self) -> dict[str, Any]:
+        return {"prefix_bytes": self.size, "prefix_sha1": self.hash.hexdigest()}
+
+
 def change_reason(path: str, offset: Mapping[str, Any] | None) -> str | None:
     """Why the file has something new to read compared with ``offset``, or ``None``.
 
@@ -104,6 +141,9 @@ def change_reason(path: str, offset: Mapping[str, Any] | None) -> str | None:
         return "truncated"
     if st.st_size > position:
         return "grew"
+    mtime = (offset or {}).get("mtime_ns")
+    if mtime is not None and st.st_mtime_ns != mtime:
+        return "modified"  # written since, at the same length: the run checks whether the bytes changed
     return None
 
 
@@ -123,6 +163,7 @@ class FileSource:
         self.kafka = dict(kafka)
         self.partition = {"filename": self.path}
         self.fields: int = config["csv.fields"]
+        self.check_bytes: int = config["rewrite.check.bytes"]
         self.dead_topic = dead_letter_topic(config, self.topic) if tolerates(config) else None
 
     def _fields_fit(self, region: bytes) -> bool:
@@ -158,6 +199,9 @@ class FileSource:
     def run(self) -> FileSourceResult:
         result = FileSourceResult(self.name, self.path, self.topic)
         stored = self.stored_offset()
+        if os.path.isdir(self.path):  # valid when checked, a folder now: nothing to read, nothing to create
+            raise ConfigError(f"{self.path} is a directory; expected a file (a text file that grows line by line)",
+                              connector=self.name, key="file")
         if not os.path.exists(self.path):
             log.warning("connector '%s': the file %s does not exist (yet); nothing to read", self.name, self.path)
             pos = int((stored or {}).get("position", 0))
@@ -196,9 +240,14 @@ class FileSource:
 
     def _read(self, writer: SourceWriter, key: bytes, offset: dict[str, Any] | None,
               result: FileSourceResult, progress: Progress) -> None:
-        with open(self.path, "rb") as f:
+        try:
+            f = open(self.path, "rb")
+        except OSError as exc:  # a folder or no permission: a person has to change something
+            raise ConfigError(f"cannot read {self.path}: {exc.strerror}", connector=self.name, key="file") from None
+        with f:
             st = os.fstat(f.fileno())
             position = int((offset or {}).get("position", 0))
+            prefix = _Prefix(f, self.check_bytes)
             reason = None
             if offset is not None:
                 if offset.get("inode") is not None and offset["inode"] != st.st_ino:
@@ -207,10 +256,17 @@ class FileSource:
                     reason = f"the file shrank below the stored position ({st.st_size} < {position} bytes)"
                 elif offset.get("tail_sha1") and position > 0 and _tail_sha1(f, position) != offset["tail_sha1"]:
                     reason = f"the bytes before position {position} changed (the file was rewritten)"
+                elif isinstance(offset.get("prefix_sha1"), str) and isinstance(offset.get("prefix_bytes"), int):
+                    prefix.extend(min(offset["prefix_bytes"], position))
+                    if prefix.hash.hexdigest() != offset["prefix_sha1"]:
+                        reason = (f"the first {prefix.size} bytes changed since they were read "
+                                  "(the file was rewritten at the same or a greater length)")
             if reason:
                 log.warning("connector '%s': %s; reading %s again from its start", self.name, reason, self.path)
                 result.reset = reason
                 position = 0
+                prefix = _Prefix(f, self.check_bytes)
+            prefix.extend(position)  # an offset without a prefix hash (Connect's, an older one) starts one here
             result.from_position = result.to_position = position
             end = st.st_size  # bounded: lines appended during this run wait for the next one
             f.seek(position)
@@ -223,7 +279,7 @@ class FileSource:
 
             def commit() -> None:
                 nonlocal previous
-                previous = self._commit(writer, key, f, txn, pos, st.st_ino, previous, result, progress)
+                previous = self._commit(writer, key, f, txn, pos, st, prefix, previous, result, progress)
 
             previous = offset
             while pos + len(pending) < end:
@@ -282,20 +338,24 @@ class FileSource:
                 txn.send()  # this chunk's records, into the open transaction
             if txn.count:
                 commit()
-            elif offset is not None and (reason or offset.get("inode") != st.st_ino or "tail_sha1" not in offset):
-                # Nothing new, but record what the position refers to (a reset, or a Connect-shaped offset).
-                self._save({"position": pos, "inode": st.st_ino, "tail_sha1": _tail_sha1(f, pos)})
+            elif offset is not None:
+                # Nothing new, but record what the position refers to (after a reset, a Connect-shaped
+                # offset, or a file written again with the same bytes), so the sensor waits again.
+                here = _position_fields(f, pos, st, prefix)
+                if any(offset.get(k) != v for k, v in here.items()):
+                    self._save({"position": pos, **here})
             if pending:
                 result.waiting_partial_line = True
                 log.info("connector '%s': the last %d bytes have no newline yet; they wait for the next run",
                          self.name, len(pending))
             result.to_position = pos
 
-    def _commit(self, writer: SourceWriter, key: bytes, f: Any, txn: _Batch, pos: int, inode: int,
-                previous: dict[str, Any] | None, result: FileSourceResult, progress: Progress) -> dict[str, Any]:
+    def _commit(self, writer: SourceWriter, key: bytes, f: Any, txn: _Batch, pos: int, st: os.stat_result,
+                prefix: _Prefix, previous: dict[str, Any] | None, result: FileSourceResult,
+                progress: Progress) -> dict[str, Any]:
         """Ends the batch's transaction: its last records and dead letters, and the new position."""
         here = f.tell()
-        new = {"position": pos, "inode": inode, "tail_sha1": _tail_sha1(f, pos)}
+        new = {"position": pos, **_position_fields(f, pos, st, prefix)}
         f.seek(here)
         txn.send()
         assert txn.open, "a batch commits only lines it sent"
@@ -308,6 +368,12 @@ class FileSource:
         progress.add(txn.records)
         txn.reset()
         return new
+
+
+def _position_fields(f: Any, pos: int, st: os.stat_result, prefix: _Prefix) -> dict[str, Any]:
+    """What an offset at ``pos`` records of the file, to notice later that it was replaced or rewritten."""
+    prefix.extend(pos)
+    return {"inode": st.st_ino, "mtime_ns": st.st_mtime_ns, "tail_sha1": _tail_sha1(f, pos), **prefix.fields()}
 
 
 class _Batch:

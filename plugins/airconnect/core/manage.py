@@ -214,10 +214,12 @@ def _check_offset_entry(config: ConnectorConfig, i: int, partition: Any, offset:
             if config.kind == "sink":
                 only(offset, {"position"}, "offset")
             else:
-                only(offset, {"position", "inode", "tail_sha1"}, "offset")
-                whole(offset, "inode", required=False)
-                if "tail_sha1" in offset and not isinstance(offset["tail_sha1"], str):
-                    raise bad("has a 'tail_sha1' that is not a string")
+                only(offset, {"position", "inode", "mtime_ns", "tail_sha1", "prefix_bytes", "prefix_sha1"}, "offset")
+                for key in ("inode", "mtime_ns", "prefix_bytes"):
+                    whole(offset, key, required=False)
+                for key in ("tail_sha1", "prefix_sha1"):
+                    if key in offset and not isinstance(offset[key], str):
+                        raise bad(f"has a {key!r} that is not a string")
     elif "table" in partition or "query" in partition:  # JDBC source
         if config.kind != "source" or "topic.prefix" not in config.values:
             raise bad("is a JDBC partition ('table' or 'query'), but the connector is not a JDBC source")
