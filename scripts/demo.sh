@@ -31,8 +31,8 @@ EC="$AIRCONNECT_DATA_DIR/ec/zaiko-latest.txt"
 say "Flow 1: starting afresh (offsets reset, topic zaiko-data deleted, data files removed)"
 scripts/airflow-services.sh stop >/dev/null
 forget_dag inventory_sync
-airconnect reset load-zaiko-data sink-zaiko-data --delete-topics
 rm -f "$INVENTORY" "$EC"
+airconnect reset load-zaiko-data sink-zaiko-data --delete-topics
 mkdir -p "$(dirname "$INVENTORY")"
 
 say "Flow 1: the inventory system writes four lines to $INVENTORY"

@@ -1,7 +1,7 @@
 """What scripts/demo.sh shows of flows 2 and 3, and how it starts them afresh.
 
     python scripts/demo_show.py fresh            reset flows 2-3: offsets, topics, bucket, order tables
-    python scripts/demo_show.py month 2018-10    the month's S3 objects and its manifest
+    python scripts/demo_show.py month 2018-10    the month's S3 objects and the sink's manifest of it
     python scripts/demo_show.py forecast 2018-11 the forecast's accuracy, a few series, the chart (saved locally)
     python scripts/demo_show.py orders           the auto-order system's orders and the auto-orders topic
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from airconnect.core.auto_order import OrderSettings, orders_topic
 from airconnect.core.config import load_definitions
 from airconnect.core.manage import delete_topics, reset_named_offsets, reset_offsets, topics_of
+from airconnect.core.s3_sink import manifest_key
 from airconnect.core.sales_forecast import forecast_topic
 from airconnect.hooks import VariableStore, kafka_config
 from airconnect.operators import s3_client
@@ -46,7 +47,7 @@ def fresh() -> None:
     kafka, store = kafka_config(), VariableStore()
     topics: list[str] = []
     for name in FLOW_2_3:
-        reset_offsets(DEFS[name], store, kafka)
+        reset_offsets(DEFS[name], store, kafka, redeliver=True)  # its topics are deleted below
         topics += topics_of(DEFS[name])
     reset_named_offsets(forecast_topic(), store, kafka)
     reset_named_offsets(OrderSettings().view, store, kafka, group=f"airconnect-{OrderSettings().view}")
@@ -75,10 +76,12 @@ def month(ym: str) -> None:
             for obj in page.get("Contents", []):
                 records = s3.head_object(Bucket=BUCKET, Key=obj["Key"])["Metadata"].get("records", "?")
                 print(f"  {obj['Key']}  ({records} records, {obj['Size']:,} bytes)")
-    key = f"manifests/year={y}/month={m}/manifest.json"
+    key = manifest_key(SINK.name, int(y), int(m))  # the sink's own: manifests/<connector>/year=YYYY/month=MM/
     doc = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     per_topic = ", ".join(f"{t} {v['records']}" for t, v in doc["topics"].items())
-    print(f"  {key}  ({doc['objects']} objects, {doc['records']} records: {per_topic})")
+    stale = f"; {len(doc['stale'])} stale object(s) left out" if doc.get("stale") else ""
+    print(f"  {key}  (connector {doc['connector']}: {doc['objects']} objects, {doc['records']} records: "
+          f"{per_topic}{stale})")
 
 
 def forecast(ym: str) -> None:

@@ -5,8 +5,10 @@
     airconnect offsets NAME                show a connector's offsets (KIP-875 shape)
     airconnect offsets NAME --set FILE|-   alter them (KIP-875 PATCH: listed partitions only; null removes)
     airconnect lag [NAME...]               sinks' consumer lag per topic-partition (default: every sink)
-    airconnect reset NAME... [--delete-topics]
-                                           reset offsets (and delete the connectors' topics)
+    airconnect reset NAME... [--delete-topics | --redeliver]
+                                           reset offsets (and delete the connectors' topics); a reset
+                                           that would deliver again into a topic or file that holds
+                                           the records already is refused without one of the flags
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p_reset = sub.add_parser("reset", help="reset connectors' offsets")
     p_reset.add_argument("names", nargs="+")
     p_reset.add_argument("--delete-topics", action="store_true", help="also delete the topics the connectors write or read")
+    p_reset.add_argument("--redeliver", action="store_true",
+                         help="reset even though the topics (or a file sink's file) still hold what the next run "
+                              "delivers again: each record will be there twice")
     args = parser.parse_args(argv)
 
     try:
@@ -123,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             topics: list[str] = []
             for c in _pick(definitions, args.names):
                 kafka = kafka_config(args.kafka_conn_id or c["kafka.conn.id"])
-                print(manage.reset_offsets(c, store, kafka)["message"])
+                # With --delete-topics nothing is left to hold the records twice.
+                print(manage.reset_offsets(c, store, kafka, redeliver=args.redeliver or args.delete_topics)["message"])
                 topics += manage.topics_of(c)
             if args.delete_topics and args.names:
                 deleted = manage.delete_topics(sorted(set(topics)), kafka)

@@ -48,7 +48,7 @@ from airconnect.core.config import (
     read_definitions,
     validate,
 )
-from airconnect.core.errors import AirconnectError, ConfigError, OffsetError, TransientError
+from airconnect.core.errors import AirconnectError, ConfigError, OffsetError, RedeliveryRefused, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -506,12 +506,17 @@ def get_connector_offsets(name: str) -> dict[str, Any]:
 
 
 @app.delete("/connectors/{name}/offsets")
-def reset_connector_offsets(name: str) -> dict[str, Any]:
+def reset_connector_offsets(name: str, redeliver: bool = False) -> dict[str, Any]:
+    """KIP-875's reset. One that would deliver again into topics (or a file) still holding those
+    records answers 409 unless ``?redeliver=true`` says it is meant."""
     from airconnect.hooks import VariableStore
 
     config = _connector(name)
     _refuse_while_running(config)
-    return manage.reset_offsets(config, VariableStore(), _kafka(config))
+    try:
+        return manage.reset_offsets(config, VariableStore(), _kafka(config), redeliver=redeliver)
+    except RedeliveryRefused as exc:
+        raise ConnectError(409, str(exc)) from None
 
 
 @app.patch("/connectors/{name}/offsets")

@@ -155,3 +155,42 @@ def test_validate_reports_every_invalid_definition_and_the_others_still_work(cli
     assert code == 0 and '"offsets"' in out
     code, _, err = cli.run("offsets", "load-hanbai")
     assert code == 2 and "key 'batch.size'" in err
+
+
+def test_a_reset_that_would_deliver_twice_asks_for_a_flag(tmp_path, kafka, unique, airflow_db, monkeypatch):
+    """A source reset while its topic still holds what it delivered re-sends every line into it:
+    refused, unless the topics go too (--delete-topics) or --redeliver says it is meant."""
+    from airconnect.core.offsets import MemoryStore
+    from airconnect.core.runtime import run
+    from airconnect.hooks import VariableStore
+    from helpers import read_topic
+
+    data = tmp_path / "data"
+    (data / "hanbai").mkdir(parents=True)
+    (data / "hanbai" / "uriage.csv").write_text("판매-1,서울점,3\n판매-2,부산점,5\n")
+    defs = tmp_path / "connectors"
+    defs.mkdir()
+    topic = f"uriage-{unique}"
+    definition = {"name": f"load-uriage-{unique}", "config": {
+        "connector.class": "FileStreamSource", "file": "hanbai/uriage.csv", "topic": topic}}
+    (defs / "load.json").write_text(json.dumps(definition))
+    monkeypatch.setenv("AIRCONNECT_CONNECTORS_DIR", str(defs))
+    monkeypatch.setenv("AIRCONNECT_DATA_DIR", str(data))
+    assert run(definition, VariableStore(), kafka)["records"] == 2
+    name = definition["name"]
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["reset", name]) == 2
+    assert f"connector '{name}': a reset would deliver everything again into topic {topic} (not empty" in err.getvalue()
+    assert "--redeliver" in err.getvalue() and "--delete-topics" in err.getvalue()
+    assert VariableStore().get(f"airconnect.offsets.{name}") is not None  # nothing was reset
+    assert run(definition, VariableStore(), kafka)["records"] == 0
+    assert main(["reset", name, "--redeliver"]) == 0
+    assert run(definition, VariableStore(), kafka)["records"] == 2
+    assert len(read_topic(kafka, topic)) == 4  # asked for: twice
+    assert main(["reset", name, "--delete-topics"]) == 0
+    monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+    monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+    assert run(definition, VariableStore(), kafka)["records"] == 2
+    assert len(read_topic(kafka, topic)) == 2  # the topic's new life holds each line once

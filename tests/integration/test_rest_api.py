@@ -419,3 +419,25 @@ def test_the_airflow_api_server_serves_it_with_a_token(env, names, tmp_path):
             os.killpg(proc.pid, 9)
             proc.wait(10)
         log.close()
+
+
+# (Last in the module: it leaves a record on the connectors' topic, which the lag test counts.)
+def test_a_source_reset_into_a_topic_that_holds_its_records_answers_409(client, names, kafka, no_active_runs):
+    from confluent_kafka import Producer
+
+    from airconnect.hooks import VariableStore
+
+    producer = Producer(kafka)
+    producer.produce(names["topic"], b"tenpo-7,ok")
+    assert producer.flush(15) == 0
+    path = f"/connectors/{names['source']}/offsets"
+    doc = {"offsets": [{"partition": {"filename": "/data/zaiko/latest.txt"}, "offset": {"position": 41}}]}
+    assert client.patch(path, json=doc).status_code == 200
+    r = client.delete(path)
+    assert r.status_code == 409, r.text
+    assert r.json()["error_code"] == 409
+    assert f"topic {names['topic']} (not empty" in r.json()["message"] and "redeliver=true" in r.json()["message"]
+    assert client.get(path).json() == doc  # unchanged
+    r = client.delete(path, params={"redeliver": "true"})
+    assert r.status_code == 200, r.text
+    assert VariableStore().get(f"airconnect.offsets.{names['source']}") is None

@@ -51,6 +51,10 @@ class OffsetError(PermanentError):
     """A stored offset is missing parts, of the wrong type, or does not fit the data."""
 
 
+class RedeliveryRefused(OffsetError):
+    """A reset would deliver again what its target already holds; it needs an explicit flag."""
+
+
 class DataError(PermanentError):
     """A record could not be read or converted; nothing after it was delivered."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from airconnect.core.config import ConnectorConfig
-from airconnect.core.errors import OffsetError
+from airconnect.core.errors import OffsetError, RedeliveryRefused
 from airconnect.core.kafka_client import (
     OFFSETS_TOPIC, Admin, client_config, commit_group_offsets, journal_key, kafka_error, read_journal, sink_group_id,
     with_retries,
@@ -45,13 +46,60 @@ def get_offsets(config: ConnectorConfig, store: KeyValueStore) -> dict[str, Any]
     return Offsets(store, config.name).document()
 
 
-def reset_offsets(config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any]) -> dict[str, Any]:
+def redelivery_targets(config: ConnectorConfig, kafka: Mapping[str, Any], timeout: float = 15.0) -> list[str]:
+    """What already holds records a reset of ``config`` would deliver again: a source's topics
+    that are not empty, a file sink's file that is not empty. (An S3 sink writes the same
+    objects again, under the same keys: nothing doubles.)"""
+    if config.cls.name == "airconnect.FileSink":
+        try:
+            size = os.path.getsize(config["file"])
+        except OSError:
+            return []
+        return [f"the file {config['file']} ({size} bytes)"] if size else []
+    if config.kind == "sink":
+        return []
+    cfg = client_config(kafka)
+    cfg.update({"group.id": f"airconnect-reset-check-{config.name}", "enable.auto.commit": False})
+    consumer = Consumer(cfg)
+    held = []
+    try:
+        md = with_retries(lambda: consumer.list_topics(timeout=timeout), kafka, f"connector '{config.name}': listing topics")
+        for topic in topics_of(config):
+            meta = md.topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            offsets = 0  # records and transaction markers alike: only "empty or not" matters here
+            for p in meta.partitions:
+                low, high = with_retries(lambda: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout),
+                                         kafka, f"reading the offsets of {topic}[{p}]")
+                offsets += high - low
+            if offsets:
+                held.append(f"topic {topic} (not empty: {offsets} offsets)")
+    finally:
+        consumer.close()
+    return held
+
+
+def reset_offsets(config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any], *,
+                  redeliver: bool = False) -> dict[str, Any]:
     """``DELETE /connectors/<name>/offsets``: the next run starts from the beginning.
 
     Sources: the Variable is removed and a tombstone is journalled for each partition, so
     crash recovery cannot bring the old position back. Sinks: the Variable is removed and
     the consumer group ``connect-<name>`` is deleted.
+
+    A reset whose next run would deliver again into a topic (or file) that still holds those
+    records is refused with :class:`RedeliveryRefused` unless ``redeliver`` says it is meant
+    (or the topics are deleted with it: the CLI's ``--delete-topics``).
     """
+    if not redeliver:
+        held = redelivery_targets(config, kafka)
+        if held:
+            raise RedeliveryRefused(
+                f"connector '{config.name}': a reset would deliver everything again into {', '.join(held)}, "
+                "which already hold(s) it: every record would be there twice. Delete the topics too "
+                "(airconnect reset --delete-topics; for a file sink, remove or move its file), or say that "
+                "redelivery is meant (airconnect reset --redeliver; REST: DELETE .../offsets?redeliver=true)")
     reset_named_offsets(config.name, store, kafka, group=sink_group(config) if config.kind == "sink" else None)
     return {"message": f"The offsets for connector '{config.name}' have been reset successfully"}
 
