@@ -292,3 +292,237 @@ def test_wrong_credentials_are_a_permanent_error_that_says_so(db):
                                              r".*(authentication failed|Access denied).*check the login and password"):
         JdbcSource(validate(db.definition()), db.store, db.kafka, wrong).run()
     assert dict(db.store) == {}
+
+
+# ------------------------------------------------------------------ reconciliation: rows the polling cannot see
+
+TEA = dt.datetime(2021, 3, 5, 9, 0, 0, 250000, tzinfo=UTC)
+
+
+def _offset_doc(store, name):
+    return json.loads(store[f"airconnect.offsets.{name}"])
+
+
+def test_a_late_row_beyond_the_lookback_stops_the_run_loudly_or_is_reported(db, caplog):
+    # Nine rows a minute apart, exported with a 60 s lookback.
+    db.insert([(f"matcha-{i}", Decimal(f"{i}.25"), TEA + dt.timedelta(minutes=i)) for i in range(9)])
+    assert db.run(timestamp_lookback_ms=60000)["records"] == 9
+    # A transaction that began long ago commits now: its row is stamped three minutes before the
+    # offset, far outside the lookback. The polling query cannot see it; the count can.
+    db.insert([("hojicha-late", Decimal("7.77"), TEA + dt.timedelta(minutes=8) - dt.timedelta(minutes=3))])
+    for _ in range(2):  # every run says so, until a person decides
+        with pytest.raises(PermanentError) as err:
+            db.run(timestamp_lookback_ms=60000)
+        msg = str(err.value)
+        assert f"connector 'jdbc-{db.table}'" in msg and f"table {db.table}" in msg
+        assert "timestamp.lookback.ms" in msg and "reconcile.on.mismatch" in msg
+        # 9:07 is the offset (9:08) minus the lookback: 9 rows at or before it, 8 delivered.
+        assert "9 row(s) are at or below updated_at 2021-03-05T09:07:00.250000Z" in msg and "but 8 were delivered" in msg
+    assert len(db.payloads()) == 9
+    # A user who accepts the loss runs on: a WARNING and the difference in the run's result, once.
+    caplog.clear()
+    result = db.run(timestamp_lookback_ms=60000, reconcile_on_mismatch="warn")
+    assert result["records"] == 0 and result["tables"][0]["unaccounted_rows"] == 1
+    assert any(r.levelname == "WARNING" and "1 row(s)" in r.getMessage() and db.table in r.getMessage()
+               for r in caplog.records)
+    db.insert([("sencha", Decimal("1.50"), TEA + dt.timedelta(minutes=20))])
+    result = db.run(timestamp_lookback_ms=60000)  # accepted: the default (fail) runs on
+    assert result["records"] == 1 and result["tables"][0]["unaccounted_rows"] == 0
+    assert len(db.payloads()) == 10
+
+
+def test_a_late_row_inside_the_lookback_is_delivered_and_counted(db):
+    db.insert([(f"genmai-{i}", Decimal(i), TEA + dt.timedelta(seconds=10 * i)) for i in range(4)])
+    assert db.run(timestamp_lookback_ms=60000)["records"] == 4
+    db.insert([("genmai-late", Decimal(9), TEA + dt.timedelta(seconds=5))])  # 25 s before the offset
+    result = db.run(timestamp_lookback_ms=60000)
+    assert result["records"] == 1 and result["tables"][0]["unaccounted_rows"] == 0
+    assert result["tables"][0]["offset"]["delivered_at_or_below"] == 5
+    assert db.run(timestamp_lookback_ms=60000)["records"] == 0
+
+
+def test_identical_rows_of_a_table_without_a_key_are_counted_as_rows(db):
+    # No key and no id: two identical rows are one (timestamp, row) pair in the lookback window;
+    # the count must still see two rows once the window has passed them (no false alarm).
+    ts_type = "TIMESTAMPTZ(6)" if db.kind == "postgres" else "DATETIME(6)"
+    keyless = f"{db.table}_nokey"
+    db.execute(f"CREATE TABLE {keyless} (item VARCHAR(32) NOT NULL, updated_at {ts_type} NOT NULL)")
+    try:
+        for item, when in (("shincha", TEA), ("shincha", TEA)):
+            db.execute(f"INSERT INTO {keyless} VALUES (%s, %s)", (item, db._param(when)))
+        run = {"mode": "timestamp", "table_whitelist": keyless, "timestamp_lookback_ms": 60000}
+        assert db.run(**run)["records"] == 2
+        assert db.run(**run)["records"] == 0
+        db.execute(f"INSERT INTO {keyless} VALUES ('ichibancha', %s)", (db._param(TEA + dt.timedelta(minutes=10)),))
+        assert db.run(**run)["records"] == 1
+        result = db.run(**run)  # the two identical rows are now below the window: counted, both delivered
+        assert result["records"] == 0 and result["tables"][0]["unaccounted_rows"] == 0
+        assert result["tables"][0]["offset"]["delivered_at_or_below"] == 3
+    finally:
+        db.execute(f"DROP TABLE {keyless}")
+
+
+def test_a_late_row_with_the_offsets_timestamp_and_a_lower_id_is_noticed(db):
+    # timestamp+incrementing without a lookback: a row at the offset's timestamp with a higher id
+    # is read as usual; one with a lower id (committed late) cannot be, and is noticed.
+    def insert(row_id, item):
+        db.execute(f"INSERT INTO {db.table} (id, item, price, updated_at) VALUES (%s, %s, 1, %s)",
+                   (row_id, item, db._param(TEA)))
+
+    insert(10, "kabuse-10")
+    insert(11, "kabuse-11")
+    assert db.run()["records"] == 2
+    insert(12, "kabuse-12")
+    assert db.run()["records"] == 1
+    insert(5, "kabuse-late")
+    with pytest.raises(PermanentError, match=r"4 row\(s\).*3 were delivered"):
+        db.run()
+
+
+def test_deletes_and_moved_rows_are_reported_not_failed(db):
+    db.insert([(f"bancha-{i}", Decimal(i), TEA + dt.timedelta(seconds=i)) for i in range(5)])
+    assert db.run(batch_max_rows=2)["records"] == 5
+    db.execute(f"DELETE FROM {db.table} WHERE item = 'bancha-0'")
+    db.execute(f"UPDATE {db.table} SET updated_at = %s WHERE item = 'bancha-1'",
+               (db._param(TEA + dt.timedelta(hours=1)),))
+    result = db.run()
+    table = result["tables"][0]
+    assert result["records"] == 1 and table["deleted_or_moved_rows"] == 2 and table["unaccounted_rows"] == 0
+    assert table["offset"]["delivered_at_or_below"] == 4
+    # The count follows the table: a later late row is still noticed.
+    db.execute(f"INSERT INTO {db.table} (id, item, price, updated_at) VALUES (100, 'bancha-late', 1, %s)",
+               (db._param(TEA),))
+    with pytest.raises(PermanentError, match=r"5 row\(s\).*4 were delivered"):
+        db.run()
+
+
+def test_incrementing_mode_notices_an_id_committed_below_the_offset(db):
+    for i in (1, 2, 3, 5):
+        db.execute(f"INSERT INTO {db.table} (id, item, price) VALUES (%s, %s, 1)", (i, f"kukicha-{i}"))
+    assert db.run(mode="incrementing")["records"] == 4
+    db.execute(f"INSERT INTO {db.table} (id, item, price) VALUES (4, 'kukicha-late', 1)")
+    with pytest.raises(PermanentError, match=r"incrementing.*5 row\(s\).*4 were delivered") as err:
+        db.run(mode="incrementing")
+    assert f"connector 'jdbc-{db.table}'" in str(err.value)
+
+
+def test_query_mode_reconciles_through_the_query(db):
+    for i in (1, 2, 4):
+        db.execute(f"INSERT INTO {db.table} (id, item, price) VALUES (%s, %s, 1)", (i, f"mugi-{i}"))
+    cfg = db.definition(mode="incrementing")
+    cfg["config"].pop("table.whitelist")
+    cfg["config"]["query"] = f"SELECT id, item FROM {db.table}"
+    assert JdbcSource(validate(cfg), db.store, db.kafka, db.connect).run().records == 3
+    db.execute(f"INSERT INTO {db.table} (id, item, price) VALUES (3, 'mugi-late', 1)")
+    with pytest.raises(PermanentError, match=r"query.*4 row\(s\).*3 were delivered"):
+        JdbcSource(validate(cfg), db.store, db.kafka, db.connect).run()
+
+
+def test_an_offset_saved_before_the_count_existed_still_loads(db, caplog):
+    db.insert([(f"gyokuro-{i}", Decimal(i), TEA + dt.timedelta(minutes=i)) for i in range(3)])
+    db.run()
+    name = f"jdbc-{db.table}"
+    doc = _offset_doc(db.store, name)
+    assert doc["offsets"][0]["offset"]["delivered_at_or_below"] == 3
+    del doc["offsets"][0]["offset"]["delivered_at_or_below"]
+    db.store[f"airconnect.offsets.{name}"] = json.dumps(doc)
+    caplog.set_level("INFO")
+    assert db.run()["records"] == 0
+    assert any(r.levelname == "INFO" and "takes the table's count, 3" in r.getMessage() for r in caplog.records)
+    assert _offset_doc(db.store, name)["offsets"][0]["offset"]["delivered_at_or_below"] == 3
+
+
+def test_reconcile_on_mismatch_takes_fail_or_warn():
+    cfg = {"connector.class": "JdbcSourceConnector", "db.conn.id": "postgres_ec", "mode": "incrementing",
+           "incrementing.column.name": "id", "table.whitelist": "t", "topic.prefix": "p.",
+           "reconcile.on.mismatch": "ignore"}
+    with pytest.raises(ConfigError, match="key 'reconcile.on.mismatch': expected one of 'fail', 'warn'"):
+        validate({"name": "j", "config": cfg})
+
+
+# ------------------------------------------------------------------ table names that are legal but not ASCII words
+
+def _quoted(kind, name):
+    """The test's own quoting (not the connector's), to create the tables."""
+    q = '"' if kind == "postgres" else "`"
+    return q + name.replace(q, q + q) + q
+
+
+@pytest.mark.parametrize("names", [["売上", "sales$2018", "Sales Table"], ['we"ird', "back`tick"]],
+                         ids=["retail", "quotes"])
+def test_tables_with_any_legal_name_are_read_onto_sanitised_topics(db, names):
+    tables = [f"{n}_{db.table[-10:]}" for n in names]
+    ts_type = "TIMESTAMPTZ(6)" if db.kind == "postgres" else "DATETIME(6)"
+    try:
+        for i, t in enumerate(tables):
+            db.execute(f"CREATE TABLE {_quoted(db.kind, t)} (id INT PRIMARY KEY, item VARCHAR(32) NOT NULL, "
+                       f"updated_at {ts_type} NOT NULL)")
+            db.execute(f"INSERT INTO {_quoted(db.kind, t)} (id, item, updated_at) VALUES (1, %s, %s), (2, %s, %s)",
+                       (f"煎茶-{i}", db._param(TEA), f"玄米茶-{i}", db._param(TEA + dt.timedelta(seconds=1))))
+        result = db.run(table_whitelist=", ".join(tables))
+        assert result["records"] == 2 * len(tables)
+        for i, t in enumerate(tables):
+            topic = db.topic_prefix + "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in t)
+            values = [json.loads(v) for v in read_topic(db.kafka, topic)]
+            assert [v["payload"]["item"] for v in values] == [f"煎茶-{i}", f"玄米茶-{i}"], topic
+            assert values[0]["schema"]["name"] == t  # the record keeps the table's real name
+        partitions = [o["partition"] for o in _offset_doc(db.store, f"jdbc-{db.table}")["offsets"]]
+        assert sorted(p["table"] for p in partitions) == sorted(tables)
+        assert db.run(table_whitelist=", ".join(tables))["records"] == 0
+    finally:
+        for t in tables:
+            db.execute(f"DROP TABLE IF EXISTS {_quoted(db.kind, t)}")
+
+
+@pytest.mark.parametrize("tables", ["sales$2018, sales_2018", "売上, 在庫", "pos.sales, pos_sales"])
+def test_two_tables_whose_topics_would_collide_are_refused(tables):
+    with pytest.raises(ConfigError, match=r"connector 'j', key 'table.whitelist': .*same topic|collide"):
+        validate({"name": "j", "config": {"connector.class": "JdbcSourceConnector", "db.conn.id": "postgres_ec",
+                                          "mode": "bulk", "table.whitelist": tables, "topic.prefix": "p."}})
+
+
+@pytest.mark.parametrize(("key", "value"), [("table.whitelist", "sales,\x00x"), ("table.whitelist", " , "),
+                                            ("table.whitelist", "pos..sales"), ("key.columns", "id\x00"),
+                                            ("incrementing.column.name", "id\x00"),
+                                            ("timestamp.column.name", "updated_at,\x00")])
+def test_what_cannot_be_a_name_is_refused_at_validation(key, value):
+    cfg = {"connector.class": "JdbcSourceConnector", "db.conn.id": "postgres_ec", "mode": "timestamp+incrementing",
+           "table.whitelist": "t", "topic.prefix": "p.", "incrementing.column.name": "id",
+           "timestamp.column.name": "updated_at", key: value}
+    with pytest.raises(ConfigError, match=f"connector 'j', key '{key}'"):
+        validate({"name": "j", "config": cfg})
+
+
+def test_identifiers_are_quoted_by_each_dialects_rules():
+    import psycopg2
+    from psycopg2 import sql
+
+    from airconnect.core.jdbc_source import DIALECTS
+
+    conn = psycopg2.connect(generator().default_pg_dsn())
+    try:
+        for name in ['a"; DROP TABLE x; --', "売上", "Sales Table", 'q""q', "sales$2018"]:
+            assert DIALECTS["postgres"].quote(name) == sql.Identifier(name).as_string(conn)
+        assert DIALECTS["postgres"].quote('pos.we"ird', dotted=True) == sql.Identifier("pos", 'we"ird').as_string(conn)
+    finally:
+        conn.close()
+    assert DIALECTS["mysql"].quote("a`; DROP TABLE x; --") == "`a``; DROP TABLE x; --`"
+    assert DIALECTS["mysql"].quote("pos.Sales Table", dotted=True) == "`pos`.`Sales Table`"
+    assert DIALECTS["mysql"].quote("price.usd") == "`price.usd`"  # a column: the dot is part of its name
+
+
+# ------------------------------------------------------------------ errors about configured columns name the key
+
+@pytest.mark.parametrize(("extra", "key", "missing"), [
+    ({"incrementing_column_name": "no_such_id"}, "incrementing.column.name", "no_such_id"),
+    ({"timestamp_column_name": "updated_at,no_such_ts"}, "timestamp.column.name", "no_such_ts"),
+    ({"key_columns": "id,no_such_key"}, "key.columns", "no_such_key"),
+    ({"table_whitelist": "no_such_table_y"}, "table.whitelist", "no_such_table_y"),
+    ({"timestamp_column_name": "item"}, "timestamp.column.name", "item"),
+    ({"incrementing_column_name": "item"}, "incrementing.column.name", "item"),
+])
+def test_a_misconfigured_column_or_table_names_the_connector_and_key(db, extra, key, missing):
+    db.insert([("oolong", Decimal("2.00"), TEA)])
+    with pytest.raises(ConfigError, match=f"^connector 'jdbc-{db.table}', key '{key}': .*{missing}"):
+        db.run(**extra)
+    assert dict(db.store) == {}

@@ -4,7 +4,11 @@ JdbcSourceConnector (bulk, incrementing, timestamp, timestamp+incrementing), exa
 Reading
   One query per run over a server-side cursor (PostgreSQL named cursor, MySQL/MariaDB
   ``SSCursor``) fetched ``batch.max.rows`` at a time: memory stays flat as the table grows.
-  Identifiers from the definition are validated names and are always quoted.
+  Table and column names from the definition are always quoted by the dialect's rules
+  (PostgreSQL: double quotes, as psycopg's ``sql.Identifier``; MySQL/MariaDB: backticks; the
+  quote character doubled inside), so any legal name works (``売上``, ``sales$2018``,
+  ``Sales Table``). Validation refuses what cannot be a name (empty, a NUL byte) and names
+  holding SQL's ``;``, ``'``, ``--`` or ``/*`` (a pasted statement rather than a name).
 
 Where Kafka Connect loses rows, and what airconnect does instead
   * Rows sharing the last timestamp across a batch boundary (``timestamp`` mode): a batch is
@@ -13,8 +17,8 @@ Where Kafka Connect loses rows, and what airconnect does instead
     keeps the newest rows back (``ts < database now - delay``, on the database's clock), and
     ``timestamp.lookback.ms`` re-reads that much before the stored timestamp on every run,
     skipping the rows already delivered (their ``(timestamp, key)`` pairs are kept in the offset
-    while they are inside the window). A row that commits later than the lookback is lost, as
-    in Connect: choose the window longer than your longest write transaction.
+    while they are inside the window). A row that commits later than the lookback cannot be read
+    (as in Connect), but it is noticed: see Reconciliation.
   * Microseconds: offsets keep Connect's ``timestamp`` (epoch ms) + ``timestamp_nanos``, so
     microsecond timestamps are compared exactly.
   * NULL timestamps never match ``ts > x``: with several timestamp columns they are
@@ -22,16 +26,31 @@ Where Kafka Connect loses rows, and what airconnect does instead
     reported in the log and the task result (``timestamp.null.handling=warn``), or stop the
     run (``fail``). They are never dropped silently.
 
+Reconciliation (not in Connect)
+  The offset counts the rows delivered at or below it (``delivered_at_or_below``: each batch
+  adds its row count, in the same transaction as the offset). Each run first counts the rows the
+  table holds where no read reaches any more: at or below the offset (incrementing: ``id <=``;
+  timestamp: ``ts <=``; timestamp+incrementing: ``(ts, id) <=``), with a lookback at or below the
+  offset minus the lookback (the delivered rows above it are the offset's ``recent`` list). More
+  rows in the table than delivered there are rows that committed behind the offset: the run stops
+  with a PermanentError (``reconcile.on.mismatch=fail``) or logs a warning, reports
+  ``unaccounted_rows`` and takes the table's count (``warn``). Fewer (deletes, rows updated to a
+  later timestamp) are reported as ``deleted_or_moved_rows`` and the count follows the table.
+  Bulk mode re-reads everything and has nothing to reconcile; query mode counts over the query.
+
 Records
   Value: a struct with every column, in JsonConverter's schema envelope by default. DECIMAL
   columns use Connect's Decimal logical type with ``decimal.format=NUMERIC`` (exact JSON
   numbers, not base64). Timestamps are ISO-8601 strings in UTC with microseconds
   (``2018-10-31T23:30:00.123456Z``; schema name ``io.airconnect.Timestamp``); naive columns
   (``timestamp``/``DATETIME``) are read in ``db.timezone``. Key: the primary key (or
-  ``key.columns``) as a struct. Topic: ``topic.prefix`` + table (query mode: the prefix).
+  ``key.columns``) as a struct. Topic: ``topic.prefix`` + table, each character other than
+  ``A-Z a-z 0-9 . _ -`` replaced by ``_`` (Debezium's rule; query mode: the prefix); the record's
+  schema name and the offset's partition keep the table's real name.
 
 Offsets (Connect's shape): partition ``{"table": name}`` (query mode ``{"query": "query"}``) ->
-``{"timestamp": ms, "timestamp_nanos": ns, "incrementing": id}``. Each batch is one Kafka
+``{"timestamp": ms, "timestamp_nanos": ns, "incrementing": id, "delivered_at_or_below": n}``
+(with a lookback also ``recent``). Each batch is one Kafka
 transaction carrying the batch and its offset (see SourceWriter); bulk mode writes a whole
 snapshot in one transaction.
 """
@@ -42,7 +61,9 @@ import base64
 import datetime as dt
 import json
 import logging
+import re
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -61,6 +82,54 @@ MODES: Final = ("bulk", "incrementing", "timestamp", "timestamp+incrementing")
 UTC: Final = dt.timezone.utc
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=UTC)
 FETCH_ROWS: Final = 10000  # rows a fetch from the server-side cursor brings at most
+#: The keys that hold database names (tables, columns); each is quoted by the dialect's rules.
+NAME_KEYS: Final = ("table.whitelist", "incrementing.column.name", "timestamp.column.name", "key.columns")
+#: What a name may not hold although a quoted identifier could: SQL's statement separator, string
+#: quote and comment marks. Quoting makes them harmless; they are refused because a value holding
+#: them is a pasted statement (or an attack), not the name of a table somebody reads.
+SQL_MARKS: Final = (";", "'", "--", "/*")
+_NOT_IN_TOPICS: Final = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def topic_name(prefix: str, table: str = "") -> str:
+    """``prefix + table`` with every character Kafka refuses in a topic name (all but A-Z a-z 0-9
+    . _ -) replaced by ``_``, as Debezium sanitises topic names: ``売上`` -> ``__``,
+    ``sales$2018`` -> ``sales_2018``, ``Sales Table`` -> ``Sales_Table``."""
+    return _NOT_IN_TOPICS.sub("_", prefix + table)
+
+
+def _check_names(cfg: ConnectorConfig) -> None:
+    name = cfg.name
+    for key_name in NAME_KEYS:
+        value = cfg[key_name]
+        for item in value if isinstance(value, list) else [value] if value else []:
+            if "\x00" in item:
+                raise ConfigError(f"{item!r} is not a name: it holds a NUL byte", connector=name, key=key_name)
+            mark = next((m for m in SQL_MARKS if m in item), None)
+            if mark is not None:
+                raise ConfigError(
+                    f"{item!r} holds {mark!r}; airconnect quotes every name, but refuses SQL's statement separator, "
+                    "string quote and comment marks (; ' -- /*) in names: such a value is a pasted statement, not "
+                    "a table or column", connector=name, key=key_name)
+    tables = cfg["table.whitelist"]
+    seen: dict[str, str] = {}  # Kafka's form of a topic (it treats '.' and '_' alike) -> its table
+    for table in tables:
+        topic = topic_name(cfg["topic.prefix"], table)
+        if len(topic) > 249:
+            raise ConfigError(f"the topic of table {table!r}, {topic!r}, is longer than Kafka's 249 characters; "
+                              "shorten 'topic.prefix'", connector=name, key="table.whitelist")
+        other = seen.setdefault(topic.replace(".", "_"), table)
+        if other == table and tables.count(table) > 1:
+            raise ConfigError(f"lists the table {table!r} twice", connector=name, key="table.whitelist")
+        if other != table:
+            theirs = topic_name(cfg["topic.prefix"], other)
+            why = (f"would both write to the same topic {topic!r}" if theirs == topic else
+                   f"would write to topics {theirs!r} and {topic!r}, which collide in Kafka ('.' and '_' are the "
+                   "same to it)")
+            raise ConfigError(
+                f"the tables {other!r} and {table!r} {why}: a topic is topic.prefix + the table's name with every "
+                "character other than A-Z a-z 0-9 . _ - replaced by '_'; read one of them with another connector "
+                "and another 'topic.prefix'", connector=name, key="table.whitelist")
 
 
 def _check(cfg: ConnectorConfig) -> None:
@@ -82,6 +151,7 @@ def _check(cfg: ConnectorConfig) -> None:
         raise ConfigError(f"is required with mode '{mode}'", connector=name, key="timestamp.column.name")
     if cfg["timestamp.lookback.ms"] and "timestamp" not in mode:
         raise ConfigError("only applies to the timestamp modes", connector=name, key="timestamp.lookback.ms")
+    _check_names(cfg)
 
 
 JDBC_SOURCE = register(ConnectorClass(
@@ -92,18 +162,22 @@ JDBC_SOURCE = register(ConnectorClass(
         Key("db.conn.id", "string", doc="The Airflow Connection of the database (type postgres or mysql)."),
         Key("connection.url", "string", "", "Kafka Connect's JDBC URL; airconnect uses db.conn.id instead."),
         Key("mode", "string", doc="How new rows are found.", choices=MODES),
-        Key("table.whitelist", "list", [], "Tables to read (optionally schema.table); one topic each."),
+        Key("table.whitelist", "names", [], "Tables to read (optionally schema.table), any legal name; one topic each."),
         Key("query", "string", "", "A SELECT to read instead of tables."),
-        Key("topic.prefix", "string", doc="Topic = prefix + table name (query mode: the prefix)."),
+        Key("topic.prefix", "string", doc="Topic = prefix + table name, characters other than A-Z a-z 0-9 . _ - "
+            "replaced by '_' (query mode: the prefix)."),
         Key("incrementing.column.name", "string", "", "A strictly increasing column (incrementing modes)."),
-        Key("timestamp.column.name", "list", [], "Timestamp column(s), COALESCEd in this order (timestamp modes)."),
+        Key("timestamp.column.name", "names", [], "Timestamp column(s), COALESCEd in this order (timestamp modes)."),
         Key("timestamp.delay.interval.ms", "int", 0, "Leave rows newer than the database's now minus this.", minimum=0),
         Key("timestamp.lookback.ms", "int", 0, "Re-read this much before the offset; already-delivered rows are skipped.", minimum=0),
         Key("timestamp.null.handling", "string", "warn", "Rows whose timestamp is NULL: report them, or fail.", choices=("warn", "fail")),
         Key("batch.max.rows", "int", 100000, "Rows per Kafka transaction (one offset commit per batch); they are "
             "fetched and sent 10,000 at a time, so memory does not grow with it.", minimum=1),
         Key("db.timezone", "string", "UTC", "Zone of timestamp columns without a time zone.", check=check_timezone),
-        Key("key.columns", "list", [], "Record key columns (default: the table's primary key)."),
+        Key("key.columns", "names", [], "Record key columns (default: the table's primary key)."),
+        Key("reconcile.on.mismatch", "string", "fail", "When the table holds more rows at or below the offset than "
+            "were delivered (rows committed behind the offset, which polling cannot read): stop the run, or warn "
+            "and run on.", choices=("fail", "warn")),
     ),
     doc="Reads database tables incrementally, one record per row.",
     check=_check,
@@ -121,10 +195,13 @@ class Dialect:
     now_sql: str
     now_is_utc_naive: bool
 
-    def quote(self, identifier: str) -> str:
-        if not identifier or "\x00" in identifier:
-            raise ConfigError(f"invalid identifier {identifier!r}")
-        parts = identifier.split(".")
+    def quote(self, identifier: str, *, dotted: bool = False) -> str:
+        """A quoted identifier: PostgreSQL's double quotes (as psycopg's ``sql.Identifier``), or
+        MySQL/MariaDB's backticks, the quote character doubled inside. ``dotted``: a table name,
+        where a dot separates schema and table (``pos.Sales Table`` -> ```pos`.`Sales Table```)."""
+        parts = identifier.split(".") if dotted else [identifier]
+        if not all(parts) or "\x00" in identifier:  # validation refuses these first; never build such SQL
+            raise ConfigError(f"{identifier!r} is not a name (empty, or it holds a NUL byte)")
         q = self.quote_char
         return ".".join(q + p.replace(q, q + q) + q for p in parts)
 
@@ -152,7 +229,7 @@ class Dialect:
                 "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
                 "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass(%s) AND i.indisprimary "
                 "ORDER BY array_position(i.indkey, a.attnum)",
-                (self.quote(table),),
+                (self.quote(table, dotted=True),),
             )
         else:
             schema, _, name = table.rpartition(".")
@@ -182,11 +259,26 @@ def dialect_of(conn: Any) -> Dialect:
                          "(psycopg 3 or psycopg2) and MySQL/MariaDB (mysqlclient)")
 
 
+def _missing_relation(exc: BaseException) -> bool:
+    """The database says the table (or its schema) does not exist."""
+    code = getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)  # psycopg2 / psycopg 3
+    if code in ("42P01", "3F000"):  # undefined_table, invalid_schema_name
+        return True
+    args = getattr(exc, "args", ())
+    return bool(args) and args[0] in (1146, 1049)  # MySQL/MariaDB: no such table, no such database
+
+
+def _detail(exc: BaseException) -> str:
+    """The database's message, on one line."""
+    text = str(exc).strip()
+    return " ".join(line.strip() for line in text.splitlines()[:2]) if text else type(exc).__name__
+
+
 def _db_error(exc: BaseException, what: str) -> Exception:
     """Map a DB-API error: unreachable/timeouts are transient; missing tables/columns are not."""
     names = {c.__name__ for c in type(exc).__mro__}
     text = str(exc).strip()
-    detail = " ".join(line.strip() for line in text.splitlines()[:2]) if text else type(exc).__name__
+    detail = _detail(exc)
     if "authentication failed" in text or (getattr(exc, "pgcode", None) or "").startswith("28"):
         # PostgreSQL: wrong login or password (SQLSTATE class 28). A retry cannot fix it.
         return PermanentError(f"{what}: {detail}; check the login and password")
@@ -434,6 +526,11 @@ class TableResult:
     batches: int = 0
     null_timestamps: int = 0
     skipped_already_delivered: int = 0
+    # The reconciliation at the run's start: rows at or below the stored offset that were never
+    # delivered (only with reconcile.on.mismatch=warn: fail stops the run), and rows delivered
+    # that are no longer there (deleted, or updated to a later timestamp: not a loss).
+    unaccounted_rows: int = 0
+    deleted_or_moved_rows: int = 0
     recovered: bool = False
     offset: dict[str, Any] | None = None
 
@@ -452,6 +549,7 @@ class JdbcSourceResult:
         return {
             "connector": self.connector, "records": self.records, "seconds": self.seconds,
             "null_timestamps": sum(t.null_timestamps for t in self.tables),
+            "unaccounted_rows": sum(t.unaccounted_rows for t in self.tables),
             "tables": [{k: v for k, v in t.__dict__.items() if k != "offset"} | {"offset": _public(t.offset)}
                        for t in self.tables],
         }
@@ -485,8 +583,8 @@ class JdbcSource:
         """(offset partition, FROM clause source, topic) for each table, or the query."""
         prefix = self.config["topic.prefix"]
         if self.config["query"]:
-            return [({"query": "query"}, self.config["query"], prefix)]
-        return [({"table": t}, t, prefix + t) for t in self.config["table.whitelist"]]
+            return [({"query": "query"}, self.config["query"], topic_name(prefix))]
+        return [({"table": t}, t, topic_name(prefix, t)) for t in self.config["table.whitelist"]]
 
     def run(self) -> JdbcSourceResult:
         result = JdbcSourceResult(self.name)
@@ -524,7 +622,7 @@ class JdbcSource:
     def _from(self, dialect: Dialect, source: str) -> str:
         if self.config["query"]:
             return f"({source}) AS airconnect_q"
-        return dialect.quote(source)
+        return dialect.quote(source, dotted=True)
 
     def _ts_expr(self, dialect: Dialect) -> str:
         cols = [dialect.quote(c) for c in self.config["timestamp.column.name"]]
@@ -547,16 +645,17 @@ class JdbcSource:
             try:
                 cur.execute(f"SELECT * FROM {frm} WHERE 1 = 0")
                 description = cur.description
+            except Exception as exc:  # noqa: BLE001
+                raise self._source_error(exc, source, what) from None
+            try:
                 nullable = self._nullable(conn, dialect, source)
                 key_cols = self.config["key.columns"] or (
                     dialect.primary_key(conn, source) if not self.config["query"] else [])
             except Exception as exc:  # noqa: BLE001
                 raise _db_error(exc, f"{what}: reading the table's description") from None
             names = [d[0] for d in description]
-            missing = [c for c in [*key_cols, *self._needed_columns()] if c not in names]
-            if missing:
-                raise PermanentError(f"{what}: column(s) {', '.join(missing)} not found (renamed or dropped?); "
-                                     f"the columns are {', '.join(names)}")
+            columns = describe_columns(dialect, description, self.zone, nullable)
+            self._check_columns(columns, key_cols, source)
             now = None
             if "timestamp" in self.mode:
                 try:
@@ -565,6 +664,9 @@ class JdbcSource:
                     now = self._db_now(cur, dialect)
                 except Exception as exc:  # noqa: BLE001
                     raise _db_error(exc, f"{what}: reading the database clock") from None
+            # Rows delivered at or below the offset, as the table counts them now (None: nothing to
+            # compare, bulk mode or no offset yet); the run's first commit continues from it.
+            baseline = self._reconcile(cur, dialect, frm, offset, columns, table, source)
         finally:
             cur.close()
         if table.null_timestamps:
@@ -575,7 +677,6 @@ class JdbcSource:
                 raise DataError(msg)
             log.warning("%s (timestamp.null.handling=warn: reported on every run, never dropped silently)", msg)
 
-        columns = describe_columns(dialect, description, self.zone, nullable)
         record_name = table.source if "table" in partition else topic
         to_value = _value_writer(columns, record_name, self.config["value.converter.schemas.enable"])
         key_idx = [names.index(c) for c in key_cols]
@@ -586,7 +687,9 @@ class JdbcSource:
         inc_idx = names.index(self.config["incrementing.column.name"]) if "incrementing" in self.mode else None
         ts_cols = [names.index(c) for c in self.config["timestamp.column.name"]] if "timestamp" in self.mode else []
         naive_ts = columns[ts_idx].naive_ts if ts_idx is not None else False
-        recent: set[tuple[int, str]] = {(int(m), str(k)) for m, k in (offset or {}).get("recent", [])}
+        # Counted: identical rows of a table without a key share one (timestamp, row) pair, and the
+        # reconciliation needs how many rows were delivered inside the window.
+        recent: Counter[tuple[int, str]] = Counter((int(m), str(k)) for m, k in (offset or {}).get("recent", []))
         log.info("%s: %s -> %s from %s", what, self.mode, topic, _public(offset) or "the beginning")
 
         def ident(row: Sequence[Any]) -> str:
@@ -616,6 +719,9 @@ class JdbcSource:
             keys: list[bytes | None] = []
             batch_rows: list[Sequence[Any]] = []  # with a lookback window: the batch's rows still inside it
             count = 0  # rows in the batch
+            # Rows delivered at or below the offset (its "delivered_at_or_below"): every row a batch
+            # delivers is at or below the offset that batch commits, so it grows by the batch's count.
+            delivered_total = baseline or 0
             in_txn = False
             previous = offset
             last_row: Sequence[Any] | None = None  # the batch's last row: its timestamp and id make the offset
@@ -648,7 +754,7 @@ class JdbcSource:
                 return batch_rows[cut:]
 
             def commit() -> dict[str, Any] | None:
-                nonlocal count, in_txn, batch_rows
+                nonlocal count, in_txn, batch_rows, delivered_total
                 assert last_row is not None
                 send()
                 last_ts = row_micros(last_row) if ts_idx is not None else None
@@ -658,9 +764,10 @@ class JdbcSource:
                     # The rows the next run's lookback query reads again (_commit keeps just these).
                     horizon = max(last_ts, stored_ts if stored_ts is not None else last_ts) - lookback_us
                     delivered = [(row_micros(row), ident(row)) for row in rows_after(horizon)]
+                delivered_total += count
                 new = self._commit(writer, key, partition, count, delivered, previous, last_ts,
                                    last_row[inc_idx] if inc_idx is not None else None, stored_ts, recent, table,
-                                   progress)
+                                   progress, delivered_total)
                 count, in_txn, batch_rows = 0, False, []
                 return new
 
@@ -707,6 +814,15 @@ class JdbcSource:
                 send()
             if count:
                 previous = commit()
+            elif (previous is offset and offset is not None and baseline is not None
+                  and baseline != offset.get("delivered_at_or_below")):
+                # No batch this run, but the count moved (rows deleted, a difference accepted with
+                # reconcile.on.mismatch=warn, or an offset from before the count): journal the new
+                # count in a transaction of its own, as a batch would.
+                previous = {**offset, "delivered_at_or_below": baseline}
+                writer.begin()
+                writer.commit({key: (previous, offset)})
+                self._save(partition, previous)
             table.offset = previous
         finally:
             try:
@@ -732,11 +848,147 @@ class JdbcSource:
         writer.commit({})
         table.batches = 1
 
-    def _needed_columns(self) -> list[str]:
-        cols = list(self.config["timestamp.column.name"]) if "timestamp" in self.mode else []
-        if "incrementing" in self.mode:
-            cols.append(self.config["incrementing.column.name"])
-        return cols
+    def _source_error(self, exc: BaseException, source: str, what: str) -> Exception:
+        """Reading the table's (or the query's) columns failed: a missing table names its key."""
+        error = _db_error(exc, f"{what}: reading the table's description")
+        if isinstance(error, TransientError):
+            return error
+        detail = _detail(exc)
+        if self.config["query"]:
+            return ConfigError(f"the query fails: {detail}", connector=self.name, key="query")
+        if _missing_relation(exc):
+            return ConfigError(f"table {source} does not exist, or this login cannot see it (misspelt, renamed or "
+                               f"dropped?): {detail}", connector=self.name, key="table.whitelist")
+        return error
+
+    def _check_columns(self, columns: Sequence[Column], key_cols: Sequence[str], source: str) -> None:
+        """Every configured column exists and has a type its key can use; errors name the key."""
+        where = "the query's result" if self.config["query"] else f"table {source}"
+        by_name = {c.name: c for c in columns}
+        listed = ", ".join(by_name)
+        ts_cols = list(self.config["timestamp.column.name"]) if "timestamp" in self.mode else []
+        inc_cols = [self.config["incrementing.column.name"]] if "incrementing" in self.mode else []
+        key_key = "key.columns" if self.config["key.columns"] else "table.whitelist"
+        for key_name, wanted in (("incrementing.column.name", inc_cols), ("timestamp.column.name", ts_cols),
+                                 (key_key, list(key_cols))):
+            missing = [c for c in wanted if c not in by_name]
+            if missing:
+                raise ConfigError(f"column(s) {', '.join(missing)} not found in {where} (misspelt, renamed or "
+                                  f"dropped?); its columns are {listed}", connector=self.name, key=key_name)
+        for c in ts_cols:
+            if by_name[c].schema.get("name") != "io.airconnect.Timestamp":
+                raise ConfigError(f"column {c} of {where} is not a timestamp (its values are "
+                                  f"{by_name[c].schema['type']}); name a TIMESTAMP/DATETIME column",
+                                  connector=self.name, key="timestamp.column.name")
+        for c in inc_cols:
+            schema = by_name[c].schema
+            whole = schema["type"] in ("int16", "int32", "int64") or (
+                schema.get("name") == "org.apache.kafka.connect.data.Decimal" and schema["parameters"]["scale"] == "0")
+            if not whole:
+                raise ConfigError(f"column {c} of {where} is not a whole-number column (its values are "
+                                  f"{'decimal' if schema.get('name') else schema['type']}); name a strictly increasing "
+                                  "integer column", connector=self.name, key="incrementing.column.name")
+
+    def _reconcile(self, cur: Any, dialect: Dialect, frm: str, offset: Mapping[str, Any] | None,
+                   columns: Sequence[Column], table: TableResult, source: str) -> int | None:
+        """Compares the rows the table holds where no read reaches any more (at or below the stored
+        offset; with a lookback, at or below the offset minus the lookback) with the rows delivered
+        there: more in the table is a row that committed behind the offset, which a polling source
+        cannot read. Returns the offset's ``delivered_at_or_below`` the run goes on from; None when
+        there is nothing to compare (bulk mode, no offset yet)."""
+        if self.mode == "bulk" or not offset:
+            return None
+        counted = self._at_or_below(dialect, frm, offset, columns)
+        if counted is None:
+            return None
+        sql, params, position, in_window = counted
+        try:
+            cur.execute(sql, params)
+            in_table = int(cur.fetchone()[0])
+        except Exception as exc:  # noqa: BLE001
+            raise _db_error(exc, f"connector '{self.name}' ({table.source}): counting the rows at or below the "
+                                 "offset") from None
+        stored = offset.get("delivered_at_or_below")
+        what = "the query" if self.config["query"] else f"table {source}"
+        if stored is None:
+            log.info("connector '%s', %s: the stored offset has no 'delivered_at_or_below' (it was saved before "
+                     "airconnect counted); the reconciliation takes the table's count, %d, as the rows delivered at "
+                     "or below %s", self.name, what, in_table, position)
+            return in_table + in_window
+        delivered = max(stored - in_window, 0)  # at or below the position (the rest are in the lookback window)
+        if in_table == delivered:
+            return stored
+        if in_table < delivered:
+            table.deleted_or_moved_rows = delivered - in_table
+            log.info("connector '%s', %s: %d row(s) delivered at or below %s are no longer there (deleted, or updated "
+                     "to a later timestamp); not a loss: the count follows the table (%d)", self.name, what,
+                     delivered - in_table, position, in_table)
+            return in_table + in_window
+        lost = in_table - delivered
+        if "timestamp" in self.mode:
+            cause = (f"{lost} row(s) committed after the offset had passed their timestamp (a long write "
+                     "transaction, or a row written with an old timestamp), farther back than timestamp.lookback.ms "
+                     f"({self.config['timestamp.lookback.ms']} ms) re-reads, and a polling source cannot read them. "
+                     "To export them, set timestamp.lookback.ms longer than your longest write transaction and reset "
+                     f"the connector (airconnect reset {self.name} --delete-topics: the next run exports every row "
+                     "again)")
+        else:
+            cause = (f"{lost} row(s) got an id at or below the offset but committed after it had moved past (ids are "
+                     "given at insert, rows appear at commit), and incrementing mode cannot read them. To export "
+                     f"them, reset the connector (airconnect reset {self.name} --delete-topics: the next run exports "
+                     "every row again); mode timestamp+incrementing with a timestamp.lookback.ms longer than your "
+                     "longest write transaction reads such rows")
+        message = (f"connector '{self.name}', {what} ({self.mode} mode): {in_table} row(s) are at or below {position} "
+                   f"but {delivered} were delivered: {cause}. To accept the difference and run on, set "
+                   "reconcile.on.mismatch=warn. Change data capture, which sees every commit, is planned.")
+        if self.config["reconcile.on.mismatch"] == "fail":
+            raise PermanentError(message)
+        table.unaccounted_rows = lost
+        log.warning("%s (reconcile.on.mismatch=warn: this run goes on, reports unaccounted_rows=%d and takes the "
+                    "table's count as delivered)", message, lost)
+        return in_table + in_window
+
+    def _at_or_below(self, dialect: Dialect, frm: str, offset: Mapping[str, Any],
+                     columns: Sequence[Column]) -> tuple[str, list[Any], str, int] | None:
+        """Where no read reaches any more: the query counting the rows there, its parameters, the
+        position in words, and how many of the offset's delivered rows lie above it (in the
+        lookback window, which the next read covers). One indexed count: ``inc <= id``;
+        ``ts <= t``; timestamp+incrementing: ``ts <= t`` minus the rows at ``t`` after the id (a
+        batch may end inside a group of equal timestamps: the rest of the group is read next);
+        with a lookback, ``ts <= t - lookback`` (every delivered row above is in the offset's
+        ``recent`` list)."""
+        inc_name = self.config["incrementing.column.name"]
+        last_inc = offset.get("incrementing")
+        if self.mode == "incrementing":
+            if last_inc is None:
+                return None
+            return (f"SELECT COUNT(*) FROM {frm} WHERE {dialect.quote(inc_name)} <= %s", [last_inc],
+                    f"the stored offset ({inc_name} <= {last_inc})", 0)
+        last = ts_micros_from_offset(offset)
+        if last is None:
+            return None
+        ts = self._ts_expr(dialect)
+        ts_names = "/".join(self.config["timestamp.column.name"])
+        naive = next((c.naive_ts for c in columns if c.name == self.config["timestamp.column.name"][0]), False)
+        lookback_us = int(self.lookback.total_seconds() * 1_000_000)
+        if lookback_us:
+            horizon = last - lookback_us
+            in_window = sum(1 for m, _ in offset.get("recent", []) if int(m) > horizon)
+            return (f"SELECT COUNT(*) FROM {frm} WHERE {ts} <= %s", [self._param(horizon, naive)],
+                    f"{ts_names} {iso_utc(from_micros(horizon))} (the stored offset, {iso_utc(from_micros(last))}, "
+                    "minus timestamp.lookback.ms: no run reads there again)", in_window)
+        at = self._param(last, naive)
+        if self.mode == "timestamp" or last_inc is None:
+            return (f"SELECT COUNT(*) FROM {frm} WHERE {ts} <= %s", [at],
+                    f"the stored offset ({ts_names} {iso_utc(from_micros(last))})", 0)
+        inc = dialect.quote(inc_name)
+        position = f"the stored offset ({ts_names} {iso_utc(from_micros(last))}, {inc_name} {last_inc})"
+        if self.config["query"]:  # one pass over the query
+            return (f"SELECT COUNT(*) FROM {frm} WHERE {ts} <= %s AND NOT ({ts} = %s AND {inc} > %s)",
+                    [at, at, last_inc], position, 0)
+        # Two counts an index on the timestamp column answers alone.
+        return (f"SELECT (SELECT COUNT(*) FROM {frm} WHERE {ts} <= %s) - "
+                f"(SELECT COUNT(*) FROM {frm} WHERE {ts} = %s AND {inc} > %s)", [at, at, last_inc], position, 0)
 
     def _nullable(self, conn: Any, dialect: Dialect, source: str) -> dict[str, bool]:
         if self.config["query"]:
@@ -765,6 +1017,10 @@ class JdbcSource:
                 v = offset[field_name]
                 if isinstance(v, bool) or not isinstance(v, int) or (field_name != "incrementing" and v < 0):
                     raise self.offsets._fail(f"partition {partition} has {field_name}={v!r}; expected a whole number")
+        counted = offset.get("delivered_at_or_below", 0)
+        if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
+            raise self.offsets._fail(f"partition {partition} has delivered_at_or_below={counted!r}; "
+                                     "expected a whole number >= 0")
         recent = offset.get("recent", [])
         if not isinstance(recent, list) or not all(isinstance(r, list) and len(r) == 2 for r in recent):
             raise self.offsets._fail(f"partition {partition} has a malformed 'recent' list")
@@ -835,7 +1091,8 @@ class JdbcSource:
     def _commit(self, writer: SourceWriter, key: bytes, partition: dict[str, str], records: int,
                 delivered: list[tuple[int, str]], previous: dict[str, Any] | None,
                 batch_last_ts: int | None, batch_last_inc: Any, last_micros: int | None,
-                recent: set[tuple[int, str]], table: TableResult, progress: Progress) -> dict[str, Any] | None:
+                recent: Counter[tuple[int, str]], table: TableResult, progress: Progress,
+                delivered_at_or_below: int) -> dict[str, Any] | None:
         """Ends the batch's transaction (its records were sent) with the new offset."""
         new: dict[str, Any] = {}
         if "timestamp" in self.mode and batch_last_ts is not None:
@@ -845,10 +1102,18 @@ class JdbcSource:
                 horizon = top - int(self.lookback.total_seconds() * 1_000_000)
                 recent.update(delivered)
                 for item in [r for r in recent if r[0] <= horizon]:
-                    recent.discard(item)
-                new["recent"] = sorted([m, k] for m, k in recent)
+                    del recent[item]
+                new["recent"] = sorted([m, k] for m, k in recent.elements())
         if "incrementing" in self.mode and batch_last_inc is not None:
-            new["incrementing"] = int(batch_last_inc) if not isinstance(batch_last_inc, int) else batch_last_inc
+            inc = int(batch_last_inc) if not isinstance(batch_last_inc, int) else batch_last_inc
+            prev_inc = (previous or {}).get("incrementing")
+            if "timestamp" in self.mode and None not in (last_micros, batch_last_ts, prev_inc):
+                # The offset is the newest (timestamp, id) delivered. With a lookback a batch may hold
+                # only late rows, older than the stored offset: the position stays where it was.
+                if batch_last_ts < last_micros or (batch_last_ts == last_micros and inc < prev_inc):
+                    inc = prev_inc
+            new["incrementing"] = inc
+        new["delivered_at_or_below"] = delivered_at_or_below
         writer.commit({key: (new, previous)})
         self._save(partition, new)
         table.records += records
