@@ -19,7 +19,7 @@ from airconnect.core.file_source import FILE_SOURCE
 from airconnect.core.jdbc_source import JDBC_SOURCE
 from airconnect.core.months import parse_month
 from airconnect.core.runtime import run
-from airconnect.core.s3_sink import S3_SINK, write_month_manifest
+from airconnect.core.s3_sink import MANIFEST_PREFIX, S3_SINK, write_month_manifest
 
 
 class ConnectorOperator(BaseOperator):
@@ -144,40 +144,46 @@ class S3SinkOperator(ConnectorOperator):
 
 
 class MonthManifestOperator(BaseOperator):
-    """Writes ``manifests/year=YYYY/month=MM/manifest.json`` for one month of an S3 sink's
-    objects: each object's key, size, records and sha256, and the totals. Deterministic, so a
-    re-run writes the same bytes. Each outlet Asset's event carries ``{"month", "bucket", "key"}``.
+    """Writes ``manifests/<connector>/year=YYYY/month=MM/manifest.json`` for one month of an S3
+    sink's objects: the connector's name; per topic its Kafka topic id, each object's key, size,
+    records and sha256, and the totals; under ``stale``, objects of an earlier life of their
+    topic (deleted and created again), which are not counted. Deterministic, so a re-run writes
+    the same bytes. Each outlet Asset's event carries ``{"month", "bucket", "key", "connector"}``.
 
     :param connector: the S3 sink's definition (bucket, ``topics.dir``, topics, ``aws.conn.id``).
     :param month: ``YYYY-MM`` (templated, or an XComArg).
+    :param kafka_config_id: Airflow connection to Kafka, for the topics' ids (default: the
+        definition's ``kafka.conn.id``, else ``kafka_default``).
     """
 
     template_fields: Sequence[str] = ("month",)
     ui_color = "#e8f0fe"
 
     def __init__(self, *, connector: Mapping[str, Any] | ConnectorConfig, month: Any,
-                 manifest_prefix: str = "manifests", **kwargs: Any):
+                 manifest_prefix: str = MANIFEST_PREFIX, kafka_config_id: str | None = None, **kwargs: Any):
         config = _s3_sink(connector, type(self).__name__)
         kwargs.setdefault("task_id", f"{config.name}-manifest")
         super().__init__(**kwargs)
         self.connector = config.definition()
         self.month = month
         self.manifest_prefix = manifest_prefix
+        self.kafka_config_id = kafka_config_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airconnect.hooks import kafka_config
+
         config = validate(self.connector)
         try:
             year, month = parse_month(str(self.month))
-            manifest = write_month_manifest(s3_client(config["aws.conn.id"]), config["s3.bucket.name"],
-                                            config["topics.dir"], config["topics"], year, month, self.manifest_prefix)
+            manifest = write_month_manifest(config, s3_client(config["aws.conn.id"]),
+                                            kafka_config(self.kafka_config_id or config["kafka.conn.id"]),
+                                            year, month, manifest_prefix=self.manifest_prefix)
         except PermanentError as exc:
             raise AirflowFailException(str(exc)) from exc
         bucket = config["s3.bucket.name"]
-        self.log.info("wrote s3://%s/%s: %d objects, %d records", bucket, manifest["key"], manifest["objects"],
-                      manifest["records"])
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"month": f"{year:04d}-{month:02d}", "bucket": bucket,
-                                                      "key": manifest["key"]}
+                                                      "key": manifest["key"], "connector": config.name}
         return {"key": manifest["key"], "records": manifest["records"], "objects": manifest["objects"]}
 
 

@@ -165,7 +165,7 @@ def month_counts(hub, year: int, month: int) -> tuple[int, int]:
 
 def test_the_monthly_export_writes_the_month_folder_and_its_manifest(hub):
     dags_test(hub, "monthly_forecast_export", "2018-11-01")  # the run on Nov 1st exports October
-    manifest = s3_json(hub, "manifests/year=2018/month=10/manifest.json")
+    manifest = s3_json(hub, f"manifests/s3-{hub.u}/year=2018/month=10/manifest.json")
     ec, pos = month_counts(hub, 2018, 10)
     assert ec > 0 and pos > 0
     assert manifest["topics"][f"ec{hub.u}.ec_order_lines"]["records"] == ec
@@ -190,12 +190,12 @@ def test_the_monthly_export_writes_the_month_folder_and_its_manifest(hub):
 
 def test_re_running_a_month_and_backfilling_a_past_one_change_no_object(hub):
     before = objects(hub, "topics/")
-    manifest_before = hub.s3.get_object(Bucket=hub.bucket, Key="manifests/year=2018/month=10/manifest.json")["Body"].read()
+    manifest_before = hub.s3.get_object(Bucket=hub.bucket, Key=f"manifests/s3-{hub.u}/year=2018/month=10/manifest.json")["Body"].read()
     dags_test(hub, "monthly_forecast_export", "2018-11-01")
     dags_test(hub, "monthly_forecast_export", "2018-06-01", "-c", json.dumps({"month": "2018-03"}))
     assert objects(hub, "topics/") == before
-    assert hub.s3.get_object(Bucket=hub.bucket, Key="manifests/year=2018/month=10/manifest.json")["Body"].read() == manifest_before
-    march = s3_json(hub, "manifests/year=2018/month=03/manifest.json")
+    assert hub.s3.get_object(Bucket=hub.bucket, Key=f"manifests/s3-{hub.u}/year=2018/month=10/manifest.json")["Body"].read() == manifest_before
+    march = s3_json(hub, f"manifests/s3-{hub.u}/year=2018/month=03/manifest.json")
     assert (march["topics"][f"ec{hub.u}.ec_order_lines"]["records"],
             march["topics"][f"pos{hub.u}.pos_sales"]["records"]) == month_counts(hub, 2018, 3)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import os
 import random
 import uuid
@@ -213,7 +214,8 @@ def test_records_land_in_monthly_folders_with_connect_names_and_exact_decimals(f
     assert '"amount":12.50' in lines(objects[oct_key])[0]
     assert result["bytes"] == sum(len(b) for b in objects.values())
     assert flow.metadata(oct_key) == {"records": "3", "first-offset": "0", "last-offset": "3",
-                                      "sha256": hashlib.sha256(objects[oct_key]).hexdigest()}
+                                      "sha256": hashlib.sha256(objects[oct_key]).hexdigest(),
+                                      "kafka-topic-id": kafka_topic_id(flow.kafka, flow.topic)}
     assert flow.saved_offsets() == {0: 5} and result["offsets"] == {f"{flow.topic}[0]": 5}
 
 
@@ -336,7 +338,8 @@ def test_a_multipart_object_reassembles_exactly(flow):
     assert counting.calls.count("create_multipart_upload") == 1 and counting.calls.count("upload_part") == 3
     assert "put_object" not in counting.calls
     assert flow.metadata(key) == {"records": "12000", "first-offset": "0", "last-offset": "11999",
-                                  "sha256": hashlib.sha256(body).hexdigest()}
+                                  "sha256": hashlib.sha256(body).hexdigest(),
+                                  "kafka-topic-id": kafka_topic_id(flow.kafka, flow.topic)}
 
 
 def test_a_multipart_gzip_object_is_byte_identical_when_exported_again(flow, second_bucket):
@@ -430,9 +433,10 @@ def test_the_month_manifest_lists_the_objects_and_is_reproducible(flow):
     foreign = gzip.compress(b'{"a":1}\n{"a":2}\n{"a":3}')  # no metadata, no final newline
     flow.s3.put_object(Bucket=flow.bucket, Key=foreign_key, Body=foreign)
 
-    manifest = write_month_manifest(flow.s3, flow.bucket, "topics", [flow.topic], 2018, 10)
+    # Without Kafka the topic's life is not checked: the object written elsewhere (no metadata) counts.
+    manifest = write_month_manifest(validate(flow.definition()), flow.s3, None, 2018, 10)
 
-    key = "manifests/year=2018/month=10/manifest.json"
+    key = f"manifests/{flow.name}/year=2018/month=10/manifest.json"
     stored = flow.s3.get_object(Bucket=flow.bucket, Key=key)["Body"].read()
     assert manifest == {"key": key, **json.loads(stored)}
     objects = {k: v for k, v in flow.objects().items() if "/month=10/" in k}
@@ -445,7 +449,7 @@ def test_the_month_manifest_lists_the_objects_and_is_reproducible(flow):
     assert (manifest["month"], manifest["records"], manifest["objects"]) == ("2018-10", 8, 4)
     assert manifest["topics"][flow.topic]["records"] == 8
 
-    write_month_manifest(flow.s3, flow.bucket, "topics", [flow.topic], 2018, 10)
+    write_month_manifest(validate(flow.definition()), flow.s3, None, 2018, 10)
     assert flow.s3.get_object(Bucket=flow.bucket, Key=key)["Body"].read() == stored
 
 
@@ -466,7 +470,7 @@ def test_the_manifest_operator_checks_the_month(flow, monkeypatch):
         op.execute({})
     op.month = "2018-09"
     result = op.execute({})
-    assert result == {"key": "manifests/year=2018/month=09/manifest.json", "records": 1, "objects": 1}
+    assert result == {"key": f"manifests/{flow.name}/year=2018/month=09/manifest.json", "records": 1, "objects": 1}
 
 
 # ---- Parquet --------------------------------------------------------------------------------------------------
@@ -546,3 +550,191 @@ def test_parquet_needs_each_records_schema(kafka, s3, bucket, unique):
         flow.run(**PARQUET)
     with pytest.raises(ConfigError, match="key 's3.compression.type': must be 'none' with ParquetFormat"):
         validate(flow.definition(**PARQUET, **{"s3.compression.type": "gzip"}))
+
+
+# ---- sinks sharing a bucket, a topic's earlier life, errors that name the connector ---------------------------
+# A bakery's till rolls of its own: receipts rung up in March 2019 (not the tutorial's sales).
+
+BAKERY_SCHEMA = (
+    '{"type":"struct","optional":false,"name":"bakery.till","fields":['
+    '{"type":"int64","optional":false,"field":"receipt"},'
+    '{"type":"string","optional":false,"field":"sku"},'
+    '{"type":"int32","optional":false,"field":"qty"},'
+    '{"type":"string","optional":false,"field":"rung_up_at"}]}'
+)
+BAKERY = {"timestamp.field": "rung_up_at"}
+
+
+def till(receipt: int, day: int, sku: str = "PAN-07", qty: int = 3) -> bytes:
+    return (f'{{"schema":{BAKERY_SCHEMA},"payload":{{"receipt":{receipt},"sku":"{sku}","qty":{qty},'
+            f'"rung_up_at":"2019-03-{day:02d}T07:30:00Z"}}}}').encode()
+
+
+@pytest.fixture
+def aws_conn(monkeypatch) -> str:
+    """An Airflow AWS Connection to the test endpoint, for the operators."""
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_BAKERY", json.dumps({
+        "conn_type": "aws", "login": "airconnect", "password": "airconnect-secret",
+        "extra": {"endpoint_url": S3_ENDPOINT, "region_name": "us-east-1"}}))
+    return "aws_bakery"
+
+
+def kafka_topic_id(kafka: dict[str, Any], topic: str) -> str:
+    """The topic's id as Kafka prints it (kafka-topics.sh --describe: URL-safe base64, no padding)."""
+    import base64
+
+    from confluent_kafka import TopicCollection
+
+    admin = AdminClient(kafka)
+    tid = admin.describe_topics(TopicCollection([topic]), request_timeout=15)[topic].result().topic_id
+    value = ((tid.get_most_significant_bits() & (2**64 - 1)) << 64) | (tid.get_least_significant_bits() & (2**64 - 1))
+    return base64.urlsafe_b64encode(value.to_bytes(16, "big")).rstrip(b"=").decode()
+
+
+def recreate_topic(kafka: dict[str, Any], topic: str) -> None:
+    """Delete ``topic`` and create it again, empty (a new life: a new topic id)."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    admin = AdminClient(kafka)
+    admin.delete_topics([topic], operation_timeout=30)[topic].result()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)],
+                                operation_timeout=30)[topic].result()
+            return
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_two_sinks_in_one_bucket_each_write_their_own_manifest(kafka, s3, bucket, unique, aws_conn):
+    from airconnect.operators import MonthManifestOperator
+
+    flow = Flow(kafka, s3, bucket, unique)
+    flow.produce([till(r, 1 + r) for r in range(5)])
+    json_sink = {"name": f"bakery-json-{unique}", "config": {
+        **flow.config, **BAKERY, "aws.conn.id": aws_conn, "topics.dir": f"json-{unique}"}}
+    parquet_sink = {"name": f"bakery-parquet-{unique}", "config": {
+        **flow.config, **BAKERY, **PARQUET, "aws.conn.id": aws_conn, "topics.dir": f"parquet-{unique}",
+        "flush.size": "2"}}
+    assert run(json_sink, MemoryStore(), kafka, s3_client=s3)["records"] == 5
+    assert run(parquet_sink, MemoryStore(), kafka, s3_client=s3)["records"] == 5
+
+    results = {d["name"]: MonthManifestOperator(task_id=f"m-{d['name']}", connector=d, month="2019-03").execute({})
+               for d in (json_sink, parquet_sink)}
+
+    for definition, folder, objects in ((json_sink, f"json-{unique}", 1), (parquet_sink, f"parquet-{unique}", 3)):
+        name = definition["name"]
+        key = f"manifests/{name}/year=2019/month=03/manifest.json"
+        assert results[name] == {"key": key, "records": 5, "objects": objects}
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert manifest["connector"] == name
+        listed = [o["key"] for o in manifest["topics"][flow.topic]["objects"]]
+        in_bucket = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{folder}/")["Contents"])
+        assert listed == in_bucket and len(listed) == objects  # this sink's objects, and only them
+        assert manifest["records"] == 5 and manifest["stale"] == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="manifests/year=")  # no shared manifest
+
+
+class _Warnings(logging.Handler):
+    """The WARNING lines of a logger (Airflow's logging setup may keep them from pytest's caplog)."""
+
+    def __init__(self, name: str):
+        super().__init__(logging.WARNING)
+        self.logger, self.lines = logging.getLogger(name), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> _Warnings:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logger.removeHandler(self)
+
+
+def test_a_recreated_topic_leaves_stale_objects_that_the_manifest_excludes_and_remove_stale_objects_deletes(
+        kafka, s3, bucket, unique, aws_conn):
+    from airconnect.operators import MonthManifestOperator
+
+    flow = Flow(kafka, s3, bucket, unique)
+    flow.config.update({**BAKERY, "aws.conn.id": aws_conn, "flush.size": "2"})
+    flow.produce([till(100 + r, 1 + r, qty=5) for r in range(7)])  # first life: 7 receipts, objects at 0, 2, 4, 6
+    flow.run()
+    first_life = kafka_topic_id(kafka, flow.topic)
+    assert sorted(flow.objects()) == [flow.key(2019, 3, o) for o in (0, 2, 4, 6)]
+
+    # airconnect reset <sink> --delete-topics; the topic comes back with fewer records; the sink runs again.
+    reset_offsets(validate(flow.definition()), flow.store, kafka)
+    recreate_topic(kafka, flow.topic)
+    flow.produce([till(200 + r, 10 + r, qty=1) for r in range(3)])  # second life: 3 receipts, objects at 0, 2
+    assert flow.run()["records"] == 3
+    now = kafka_topic_id(kafka, flow.topic)
+    assert now != first_life
+    fresh, stale = [flow.key(2019, 3, 0), flow.key(2019, 3, 2)], [flow.key(2019, 3, 4), flow.key(2019, 3, 6)]
+    assert sorted(flow.objects()) == fresh + stale
+    assert all(flow.metadata(k)["kafka-topic-id"] == now for k in fresh)
+    assert all(flow.metadata(k)["kafka-topic-id"] == first_life for k in stale)
+
+    with _Warnings("airconnect.core.s3_sink") as warnings:
+        result = MonthManifestOperator(task_id="m", connector=flow.definition(), month="2019-03").execute({})
+
+    assert (result["records"], result["objects"]) == (3, 2)  # the topic as it is now: 3 records
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=result["key"])["Body"].read())
+    assert [o["key"] for o in manifest["topics"][flow.topic]["objects"]] == fresh
+    assert manifest["topics"][flow.topic]["records"] == 3 and manifest["records"] == 3
+    assert [(s["key"], s["topic_id"]) for s in manifest["stale"]] == [(k, first_life) for k in stale]
+    warning = "\n".join(warnings.lines)
+    assert f"connector '{flow.name}'" in warning and all(k in warning for k in stale)
+
+    # The forecast reading this sink skips what its manifest calls stale: 3 loaves, not 3 + 3 x 5.
+    from dataclasses import replace
+
+    from airconnect.core.sales_forecast import monthly_units, settings_for
+
+    settings = replace(settings_for(validate(flow.definition())), item_field="sku", quantity_field="qty")
+    assert monthly_units(s3, settings, "2019-03") == ({("PAN-07", "EC"): {"2019-03": 3.0}}, 2)
+
+    from airconnect.core.s3_sink import remove_stale_objects
+
+    assert remove_stale_objects(validate(flow.definition()), s3, kafka) == stale
+    assert sorted(flow.objects()) == fresh
+    assert remove_stale_objects(validate(flow.definition()), s3, kafka) == []  # nothing left to remove
+
+
+def test_every_s3_error_names_the_connector_and_the_key(flow, aws_conn):
+    import boto3
+    from botocore.config import Config
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airconnect.operators import MonthManifestOperator, S3SinkOperator
+
+    flow.config.update({**BAKERY, "aws.conn.id": aws_conn})
+    flow.produce([till(1, 4)])
+    missing = f"airconnect-missing-{uuid.uuid4().hex[:8]}"
+    where = f"connector '{flow.name}', key 's3.bucket.name': "
+
+    with pytest.raises(ConfigError) as caught:  # permanent: a retry cannot create the bucket
+        flow.run(**{"s3.bucket.name": missing})
+    assert str(caught.value).startswith(where) and f"bucket '{missing}'" in str(caught.value)
+    assert (caught.value.connector, caught.value.key) == (flow.name, "s3.bucket.name")
+    for op in (S3SinkOperator(connector=flow.definition(**{"s3.bucket.name": missing})),
+               MonthManifestOperator(task_id="m", connector=flow.definition(**{"s3.bucket.name": missing}),
+                                     month="2019-03")):
+        with pytest.raises(AirflowFailException, match=rf"^{where}.*bucket '{missing}'"):  # failed, not retried
+            op.execute({})
+    assert flow.saved_offsets() == {}
+
+    down = boto3.client("s3", endpoint_url="http://127.0.0.1:9", aws_access_key_id="x", aws_secret_access_key="y",
+                        region_name="us-east-1", config=Config(retries={"max_attempts": 1}, connect_timeout=2))
+    with pytest.raises(TransientError, match=rf"^connector '{flow.name}', key 'aws.conn.id': .*could not be reached"):
+        flow.run(client=down)
+
+    flow.produce([b'{"schema":null,"payload":{"receipt":2,"sku":"PAN-01","qty":1}}'])  # no rung_up_at
+    with pytest.raises(DataError, match=rf"^connector '{flow.name}', key 'timestamp.field': record {flow.topic}\[0\]@1"):
+        flow.run()

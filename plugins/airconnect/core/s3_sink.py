@@ -14,7 +14,13 @@ One object is open per (topic, partition, month); it is streamed to S3 in parts 
 memory is bounded by the part size times the open objects. An object is closed (uploaded) when
 it holds ``flush.size`` records or ``flush.size.bytes`` uncompressed bytes, at a partition's
 checkpoint and at the end of the run. Its metadata: ``records``, ``sha256`` (of the bytes as
-stored), ``first-offset`` and ``last-offset``.
+stored), ``first-offset``, ``last-offset`` and ``kafka-topic-id``: the id Kafka gave the topic
+when it was created (a UUID, printed as ``kafka-topics.sh --describe`` prints it), read once per
+run and topic. A topic deleted and created again is a new life with a new id, and offsets that
+start again at 0: objects of the earlier life whose keys the new one does not overwrite are
+*stale*. The month's manifest (:func:`write_month_manifest`,
+``manifests/<connector>/year=YYYY/month=MM/manifest.json``) counts only objects of the topic's
+current life and lists the others under ``stale``; :func:`remove_stale_objects` deletes them.
 
 Offsets (one Variable, Connect's shape): ``{"kafka_topic", "kafka_partition"}`` ->
 ``{"kafka_offset": next offset}``; without an entry, the consumer group ``connect-<name>``'s
@@ -53,6 +59,7 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -65,8 +72,10 @@ from airconnect.core.config import JSON_CONVERTER, ConnectorClass, ConnectorConf
 from airconnect.core.deadletters import SinkDeadLetters, tolerates
 from airconnect.core.failpoints import failpoint
 from airconnect.core.parquet_format import CODECS, ParquetRows, ParquetSchema, schema_key
-from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
-from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, read_to_end, sink_group_id
+from airconnect.core.errors import ConfigError, DataError, KafkaUnavailableError, TransientError
+from airconnect.core.kafka_client import (
+    PartitionProgress, client_config, commit_group_offsets, kafka_error, read_to_end, sink_group_id,
+)
 from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
 
@@ -87,6 +96,8 @@ _OTHER_FORMATS: Final = (
 )
 _GZIP_WBITS: Final = 31  # zlib's gzip wrapper: mtime 0, no file name, so output is reproducible
 _READ_CHUNK: Final = MiB
+#: The object metadata naming the life of the topic an object was written from (Kafka's topic id).
+TOPIC_ID_METADATA: Final = "kafka-topic-id"
 
 
 def _check_format(value: str) -> str | None:
@@ -156,12 +167,34 @@ S3_SINK = register(ConnectorClass(
 # --- S3 access with errors that say what failed -------------------------------------------------
 
 
-class S3AccessError(PermanentError):
-    """The bucket does not exist, or the credentials may not use it: a person has to fix that."""
+def _named(message: str, connector: str | None, key: str | None) -> str:
+    """``connector 'X', key 'Y': message``, as :class:`ConfigError` words it."""
+    where = [f"connector '{connector}'"] if connector else []
+    where += [f"key '{key}'"] if key else []
+    return f"{', '.join(where)}: {message}" if where else message
+
+
+class S3AccessError(ConfigError):
+    """The bucket does not exist, or the credentials may not use it: a person has to fix that.
+    Permanent; the message names the connector and the key to fix (``s3.bucket.name``, ``aws.conn.id``)."""
 
 
 class S3UnavailableError(TransientError):
     """S3 could not be reached, timed out or asked to slow down; retrying may succeed."""
+
+    def __init__(self, message: str, *, connector: str | None = None, key: str | None = None):
+        self.connector = connector
+        self.key = key
+        super().__init__(_named(message, connector, key))
+
+
+def _record_error(message: str, *, key: str, connector: str | None = None) -> DataError:
+    """A :class:`DataError` about a record, with ``key``: the setting that decided it
+    (``timestamp.field``, ``value.converter``, ``format.class``, ``behavior.on.null.values``).
+    (A plain DataError, so dead letters keep naming ``DataError`` as the exception class.)"""
+    error = DataError(message)
+    error.connector, error.key = connector, key  # type: ignore[attr-defined]
+    return error
 
 
 _DENIED: Final = frozenset({
@@ -185,11 +218,14 @@ def default_s3_client() -> Any:
 
 class S3Bucket:
     """One bucket through a boto3 S3 client; every failure becomes an airconnect error naming
-    the bucket and the endpoint (:class:`S3AccessError`, :class:`S3UnavailableError`)."""
+    the connector, the key to look at, the bucket and the endpoint (:class:`S3AccessError`,
+    :class:`S3UnavailableError`)."""
 
-    def __init__(self, client: Any, name: str, *, credentials: str = "the AWS credentials"):
+    def __init__(self, client: Any, name: str, *, connector: str | None = None,
+                 credentials: str = "the AWS credentials"):
         self.client = client
         self.name = name
+        self.connector = connector
         self.credentials = credentials
         self.endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None) or "S3"
 
@@ -206,23 +242,28 @@ class S3Bucket:
         from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, NoCredentialsError
 
         where = f"bucket '{self.name}' at {self.endpoint}"
+        bucket = {"connector": self.connector, "key": "s3.bucket.name"}
+        connection = {"connector": self.connector, "key": "aws.conn.id"}  # credentials and endpoint
         if isinstance(exc, ClientError):
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             detail = f"{code}: {error.get('Message')}" if error.get("Message") else code
             if code == "NoSuchBucket" or (exc.operation_name == "HeadBucket" and code in ("404", "NotFound")):
-                return S3AccessError(f"{doing}: the {where} does not exist; create it, or fix 's3.bucket.name'")
+                return S3AccessError(f"{doing}: the {where} does not exist; create it, or fix 's3.bucket.name'",
+                                     **bucket)
             if code in _DENIED:
                 return S3AccessError(f"{doing}: access to the {where} was denied ({detail}); "
-                                     f"check {self.credentials} and the bucket's policy")
+                                     f"check {self.credentials} and the bucket's policy", **connection)
             if status >= 500 or code in _BUSY:
-                return S3UnavailableError(f"{doing}: S3 at {self.endpoint} failed ({detail}); retrying may succeed")
-            return PermanentError(f"{doing}: S3 refused the request for the {where} ({detail})")
+                return S3UnavailableError(f"{doing}: S3 at {self.endpoint} failed ({detail}); retrying may succeed",
+                                          **connection)
+            return S3AccessError(f"{doing}: S3 refused the request for the {where} ({detail})", **bucket)
         if isinstance(exc, NoCredentialsError):
-            return S3AccessError(f"{doing}: no credentials for the {where}; check {self.credentials}")
+            return S3AccessError(f"{doing}: no credentials for the {where}; check {self.credentials}", **connection)
         if isinstance(exc, (ConnectionError, HTTPClientError)):
-            return S3UnavailableError(f"{doing}: S3 at {self.endpoint} could not be reached ({exc}); is it running?")
+            return S3UnavailableError(f"{doing}: S3 at {self.endpoint} could not be reached ({exc}); is it running?",
+                                      **connection)
         return None
 
     def check(self) -> None:
@@ -273,6 +314,72 @@ class S3Bucket:
     def get_stream(self, key: str) -> Any:
         return self._call(f"reading {key}", "get_object", Key=key)["Body"]
 
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete ``keys`` (a thousand per request, S3's limit); a key S3 refuses to delete is an error."""
+        keys = list(keys)
+        for i in range(0, len(keys), 1000):
+            chunk = keys[i:i + 1000]
+            reply = self._call(f"deleting {len(chunk)} object(s) under {chunk[0]}", "delete_objects",
+                               Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+            if reply.get("Errors"):
+                failed = ", ".join(f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in reply["Errors"][:5])
+                raise S3AccessError(f"S3 did not delete {len(reply['Errors'])} object(s) of the bucket "
+                                    f"'{self.name}': {failed}", connector=self.connector, key="s3.bucket.name")
+
+
+# --- the life of a topic: Kafka's topic id -------------------------------------------------------
+
+
+def topic_ids(kafka: Mapping[str, Any], topics: Iterable[str], *, connector: str | None = None,
+              timeout: float = 15.0) -> dict[str, str | None]:
+    """Kafka's id of each topic, in one request: the UUID the controller gave the topic when it
+    was created, written as ``kafka-topics.sh --describe`` writes it (URL-safe base64, no padding).
+    ``None`` for a topic that does not exist (or a broker too old to have ids).
+    Raises :class:`~airconnect.core.errors.KafkaUnavailableError` when Kafka does not answer."""
+    import base64
+
+    from confluent_kafka import KafkaError, KafkaException, TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    names = sorted(set(topics))
+    if not names:
+        return {}
+    doing = _named(f"reading the ids of the topics {', '.join(names)}", connector, "kafka.conn.id")
+    admin = AdminClient(client_config(kafka))  # kept referenced until every future is resolved
+    try:
+        futures = admin.describe_topics(TopicCollection(names), request_timeout=timeout)
+    except KafkaException as exc:
+        raise kafka_error(exc, kafka, doing) from None
+    ids: dict[str, str | None] = {}
+    for name in names:
+        try:
+            uuid = futures[name].result().topic_id
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is not None and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                ids[name] = None
+                continue
+            if err is not None and err.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+                                                  KafkaError._ALL_BROKERS_DOWN):
+                raise KafkaUnavailableError(f"{doing}: Kafka at {kafka.get('bootstrap.servers')} did not answer within "
+                                            f"{timeout:.0f} s ({err.str()}); is the broker running?") from None
+            raise kafka_error(exc, kafka, doing) from None
+        mask = (1 << 64) - 1  # the halves come as Java's signed longs
+        value = ((uuid.get_most_significant_bits() & mask) << 64) | (uuid.get_least_significant_bits() & mask)
+        ids[name] = base64.urlsafe_b64encode(value.to_bytes(16, "big")).rstrip(b"=").decode() if value else None
+    return ids
+
+
+def is_stale(metadata: Mapping[str, str], current_id: str | None) -> bool:
+    """Whether an object (by its metadata) comes from another life of its topic than ``current_id``:
+    it names another id, or none while the topic has one; or the topic no longer exists and the
+    object names the id of the life that ended. An object without an id is not judged while the
+    topic has none (a broker without topic ids, or a topic that is gone)."""
+    written = metadata.get(TOPIC_ID_METADATA) or None
+    if current_id is None:
+        return written is not None
+    return written != current_id
+
 
 # --- one object being written --------------------------------------------------------------------
 
@@ -290,9 +397,11 @@ class ObjectUpload:
     """One object being written: lines stream into a buffer (gzip-compressed as they come when
     ``compress``), and each time the buffer reaches ``part_size`` it is uploaded as a part."""
 
-    def __init__(self, bucket: S3Bucket, key: str, first_offset: int, *, compress: bool, part_size: int):
+    def __init__(self, bucket: S3Bucket, key: str, first_offset: int, *, compress: bool, part_size: int,
+                 topic_id: str | None = None):
         self.bucket = bucket
         self.key = key
+        self.topic_id = topic_id
         self.first_offset = first_offset
         self.last_offset = first_offset
         self.records = 0
@@ -321,14 +430,18 @@ class ObjectUpload:
 
     def _upload_part(self) -> None:
         if self._upload_id is None:
-            self._upload_id = self.bucket.create_multipart(self.key, ContentType=self.content_type)
+            self._upload_id = self.bucket.create_multipart(self.key, ContentType=self.content_type,
+                                                           Metadata=self._life())
         self._parts.append(self.bucket.upload_part(self.key, self._upload_id, len(self._parts) + 1, bytes(self._buffer)))
         self._buffer.clear()
         failpoint("s3.part_uploaded")
 
+    def _life(self) -> dict[str, str]:
+        return {TOPIC_ID_METADATA: self.topic_id} if self.topic_id else {}
+
     def metadata(self) -> dict[str, str]:
         return {"records": str(self.records), "sha256": self._sha256.hexdigest(),
-                "first-offset": str(self.first_offset), "last-offset": str(self.last_offset)}
+                "first-offset": str(self.first_offset), "last-offset": str(self.last_offset), **self._life()}
 
     def close(self) -> None:
         """Finish the object: one PUT if it never filled a part, else the last part, completion
@@ -364,8 +477,8 @@ class ParquetUpload(ObjectUpload):
     """One Parquet object: rows go to row groups, whose bytes stream into the upload's parts."""
 
     def __init__(self, bucket: S3Bucket, key: str, first_offset: int, schema: ParquetSchema, *, codec: str,
-                 part_size: int):
-        super().__init__(bucket, key, first_offset, compress=False, part_size=part_size)
+                 part_size: int, topic_id: str | None = None):
+        super().__init__(bucket, key, first_offset, compress=False, part_size=part_size, topic_id=topic_id)
         self.content_type = "application/vnd.apache.parquet"
         self.schema_key = schema.key
         self._rows = ParquetRows(schema, _UploadStream(self), codec=codec)
@@ -493,9 +606,9 @@ class S3Sink:
         try:
             doc = jsonexact.loads(value)
         except UnicodeDecodeError as exc:
-            raise DataError(f"the value is not valid UTF-8 at byte {exc.start}") from None
+            raise _record_error(f"the value is not valid UTF-8 at byte {exc.start}", key="value.converter") from None
         except ValueError as exc:
-            raise DataError(f"the value is not JSON ({exc})") from None
+            raise _record_error(f"the value is not JSON ({exc})", key="value.converter") from None
         if not (isinstance(doc, dict) and set(doc) == {"schema", "payload"}):
             return None, doc
         if value.startswith(_ENVELOPE_START):
@@ -512,49 +625,66 @@ class S3Sink:
         if value is None:
             if self.skip_null:
                 return None
-            raise DataError("the record has no value (a tombstone); set behavior.on.null.values=ignore to skip such records")
+            raise _record_error("the record has no value (a tombstone); set behavior.on.null.values=ignore to skip "
+                                "such records", key="behavior.on.null.values")
         schema, doc = self._envelope(value)
         if schema is not None:  # a JsonConverter envelope
             if doc is None:
                 if self.skip_null:
                     return None
-                raise DataError("the envelope's payload is null; set behavior.on.null.values=ignore to skip such records")
+                raise _record_error("the envelope's payload is null; set behavior.on.null.values=ignore to skip such "
+                                    "records", key="behavior.on.null.values")
         if not isinstance(doc, dict):
-            raise DataError(f"the payload is a JSON {type(doc).__name__}, not an object: {jsonexact.dumps(doc)[:80]}")
+            raise _record_error(f"the payload is a JSON {type(doc).__name__}, not an object: {jsonexact.dumps(doc)[:80]}",
+                                key="value.converter")
         name = next((f for f in self.timestamp_fields if doc.get(f) is not None), None)
         if name is None:
-            raise DataError(f"the payload has none of the timestamp.field fields {self.timestamp_fields} "
-                            f"(its fields: {sorted(doc)[:20]})")
+            raise _record_error(f"the payload has none of the timestamp.field fields {self.timestamp_fields} "
+                                f"(its fields: {sorted(doc)[:20]})", key="timestamp.field")
         try:
             when = jsonexact.parse_timestamp(doc[name]).astimezone(self.zone)
         except (ValueError, OverflowError) as exc:
-            raise DataError(f"field {name!r} is not a timestamp ({exc})") from None
+            raise _record_error(f"field {name!r} is not a timestamp ({exc})", key="timestamp.field") from None
         line = (jsonexact.dumps(doc) + "\n").encode("utf-8")
         if not self.parquet:
             return line, (when.year, when.month), None, None
         if not isinstance(schema, dict):
-            raise DataError("ParquetFormat needs each record's schema: the record is not a JsonConverter envelope "
-                            "with a schema (set value.converter.schemas.enable=true where it is written)")
+            raise _record_error("ParquetFormat needs each record's schema: the record is not a JsonConverter envelope "
+                                "with a schema (set value.converter.schemas.enable=true where it is written)",
+                                key="format.class")
         key = schema_key(schema)
-        pschema = self._schemas.get(key)
-        if pschema is None:
-            pschema = self._schemas[key] = ParquetSchema(schema)
-        return line, (when.year, when.month), pschema.row(doc), pschema
+        try:
+            pschema = self._schemas.get(key)
+            if pschema is None:
+                pschema = self._schemas[key] = ParquetSchema(schema)
+            return line, (when.year, when.month), pschema.row(doc), pschema
+        except DataError as exc:  # the record (or its schema) does not fit Parquet
+            raise _record_error(str(exc), key="format.class") from None
 
     def run(self) -> S3SinkResult:
         client = self.s3_client if self.s3_client is not None else default_s3_client()
-        bucket = S3Bucket(client, self.config["s3.bucket.name"],
+        bucket = S3Bucket(client, self.config["s3.bucket.name"], connector=self.name,
                           credentials=f"the AWS connection '{self.config['aws.conn.id']}'")
         result = S3SinkResult(self.name, bucket.name)
         progress = Progress(log, f"connector '{self.name}' ({', '.join(self.topics)} -> s3://{bucket.name}/{self.topics_dir})")
         bucket.check()  # before consuming: a missing bucket or bad credentials touch no offset
         starts = self._start_offsets()
+        # Each object carries the id of its topic's life, asked once per run (again, once, for a
+        # topic that did not exist yet when the run started and has records by the time it is read).
+        ids = topic_ids(self.kafka, self.topics, connector=self.name)
+        asked_again: set[str] = set()
+
+        def topic_id(topic: str) -> str | None:
+            if ids.get(topic) is None and topic not in asked_again:
+                asked_again.add(topic)
+                ids.update(topic_ids(self.kafka, [topic], connector=self.name))
+            return ids.get(topic)
         dead = SinkDeadLetters(self.config, self.kafka, self.topics) if tolerates(self.config) else None
         partitions: dict[TopicAndPartition, PartitionProgress] = {}
         saved: dict[TopicAndPartition, int] = {}  # offsets as of the last checkpoint (else the run's start)
         since_checkpoint: Counter[TopicAndPartition] = Counter()
         open_objects: dict[tuple[str, int, int, int], ObjectUpload] = {}
-        failures: dict[TopicAndPartition, tuple[int, str]] = {}  # partition -> (offset, what was wrong)
+        failures: dict[TopicAndPartition, tuple[int, str, str]] = {}  # partition -> (offset, what was wrong, key)
         months: set[tuple[int, int]] = set()
 
         def close(okey: tuple[str, int, int, int]) -> None:
@@ -596,7 +726,7 @@ class S3Sink:
                     converted = self._line_and_month(msg.value())
                 except DataError as exc:
                     if dead is None:
-                        failures[tp] = (offset, str(exc))
+                        failures[tp] = (offset, str(exc), getattr(exc, "key", None) or "value.converter")
                         continue
                     dead.send(msg, exc, "VALUE_CONVERTER")  # errors.tolerance=all: dead-letter it, go on
                     result.dead_letters += 1
@@ -614,10 +744,13 @@ class S3Sink:
                         obj = None
                     if obj is None:
                         key = object_key(self.topics_dir, topic, p, year, month, offset, self.extension)
+                        life = topic_id(topic)
                         obj = open_objects[okey] = (
-                            ParquetUpload(bucket, key, offset, pschema, codec=self.codec, part_size=self.part_size)
+                            ParquetUpload(bucket, key, offset, pschema, codec=self.codec, part_size=self.part_size,
+                                          topic_id=life)
                             if pschema is not None else
-                            ObjectUpload(bucket, key, offset, compress=self.compress, part_size=self.part_size))
+                            ObjectUpload(bucket, key, offset, compress=self.compress, part_size=self.part_size,
+                                         topic_id=life))
                     if pschema is not None:
                         obj.append_row(row, len(line), offset)
                     else:
@@ -629,7 +762,7 @@ class S3Sink:
                 since_checkpoint[tp] += 1
                 if since_checkpoint[tp] >= self.checkpoint_records:
                     checkpoint([tp])
-            for tp, (offset, _) in failures.items():
+            for tp, (offset, _, _) in failures.items():
                 partitions[tp].next_offset = offset  # the next run starts at the bad record
             checkpoint(tp for tp, pp in partitions.items() if pp.next_offset != saved.get(tp, pp.start))
         except BaseException:
@@ -644,51 +777,138 @@ class S3Sink:
         if result.skipped_null:
             log.info("connector '%s': %d records had no value (tombstones) and were skipped", self.name, result.skipped_null)
         if failures:
-            raise DataError("; ".join(
-                f"connector '{self.name}': record {t}[{p}]@{offset}: {what}. Records before it were exported; "
-                f"the offset stays at {offset}"
-                for (t, p), (offset, what) in sorted(failures.items())
-            ) + ".")
+            raise _record_error("; ".join(
+                _named(f"record {t}[{p}]@{offset}: {what}. Records before it were exported; the offset stays at {offset}",
+                       self.name, key)
+                for (t, p), (offset, what, key) in sorted(failures.items())
+            ) + ".", key=min(failures.items())[1][2], connector=self.name)
         return result
 
 
 # --- monthly manifest ----------------------------------------------------------------------------
 
 
-def write_month_manifest(client: Any, bucket: str, topics_dir: str, topics: Iterable[str], year: int, month: int,
-                         manifest_prefix: str = "manifests") -> dict[str, Any]:
-    """List a month's objects of ``topics`` and write ``<manifest_prefix>/year=YYYY/month=MM/manifest.json``.
+MANIFEST_PREFIX: Final = "manifests"
+_MONTH_OBJECT = re.compile(r"year=\d{4}/month=\d{2}/[^/]+")
 
-    The manifest holds, per topic, each object's key, size, records and sha256 (from the
-    object's metadata; for an object written by something else, counted and hashed by reading
-    it), and the totals. It is deterministic (sorted, no generation time): the same objects give
-    a byte-identical manifest. Returns the manifest with its ``key``.
+
+def manifest_key(connector: str, year: int, month: int, manifest_prefix: str = MANIFEST_PREFIX) -> str:
+    """``<manifest_prefix>/<connector>/year=YYYY/month=MM/manifest.json``.
+
+    A manifest belongs to its sink: two sinks may share a bucket (a JSON and a Parquet export of
+    the same topics, in different ``topics.dir``), and each month's manifest of each must
+    survive the other's. Connector names are unique among the definitions and made of letters,
+    digits, ``.``, ``_`` and ``-`` (never ``/``), so the name is a folder of its own; a sink's
+    manifests are listed under ``<manifest_prefix>/<connector>/``."""
+    return f"{manifest_prefix.strip('/')}/{connector}/year={year:04d}/month={month:02d}/manifest.json"
+
+
+def _sink_bucket(config: ConnectorConfig, client: Any, doing: str) -> S3Bucket:
+    if config.cls is not S3_SINK:
+        raise ConfigError(f"is {config.cls.name}; {doing} needs an S3 sink", connector=config.name, key="connector.class")
+    return S3Bucket(client, config["s3.bucket.name"], connector=config.name,
+                    credentials=f"the AWS connection '{config['aws.conn.id']}'")
+
+
+def _stale_entry(key: str, size: int, topic: str, meta: Mapping[str, str]) -> dict[str, Any]:
+    records = meta.get("records", "")
+    return {"key": key, "size": size, "topic": topic, "topic_id": meta.get(TOPIC_ID_METADATA) or None,
+            "records": int(records) if records.isdigit() else None}
+
+
+def _warn_stale(connector: str, bucket: str, what: str, stale: list[dict[str, Any]], ids: Mapping[str, str | None]) -> None:
+    now = ", ".join(f"{t} {ids.get(t) or '(does not exist)'}" for t in sorted({e["topic"] for e in stale}))
+    log.warning("connector '%s': %d object(s) in s3://%s come from an earlier life of their topic (Kafka topic id now: "
+                "%s) and %s: %s", connector, len(stale), bucket, now, what,
+                ", ".join(f"{e['key']} (topic id {e['topic_id'] or 'none'})" for e in stale))
+
+
+def write_month_manifest(config: ConnectorConfig, client: Any, kafka: Mapping[str, Any] | None, year: int, month: int,
+                         *, manifest_prefix: str = MANIFEST_PREFIX) -> dict[str, Any]:
+    """List a month's objects of the S3 sink ``config`` (its bucket, ``topics.dir`` and topics)
+    and write them to :func:`manifest_key`.
+
+    The manifest names its ``connector`` and holds, per topic, the topic's current id
+    (``topic_id``), each object's key, size, records and sha256 (from the object's metadata;
+    for an object written by something else, counted and hashed by reading it), and the totals.
+    Objects of another life of their topic (their ``kafka-topic-id`` is not the topic's id now;
+    or they have none while the topic has one) are *stale*: not counted, listed under ``stale``
+    (key, size, topic, their topic id, records), and named in a WARNING. ``kafka`` None: the
+    topics' ids are not asked and every object counts (``topic_id`` null, ``stale`` empty).
+    Deterministic (sorted, no generation time): the same objects give a byte-identical manifest.
+    Returns the manifest with its ``key``.
     """
+    name = config.name
     if not 1 <= month <= 12 or not 1 <= year <= 9999:
-        raise ValueError(f"not a calendar month: {year}-{month}")
-    store = S3Bucket(client, bucket)
+        raise ValueError(_named(f"not a calendar month: {year}-{month}", name, None))
+    store = _sink_bucket(config, client, "a month's manifest")
     store.check()
+    topics_dir = config["topics.dir"].strip("/")
+    topics = sorted(set(config["topics"]))
+    ids = topic_ids(kafka, topics, connector=name) if kafka is not None else None
     doc_topics: dict[str, Any] = {}
-    for topic in sorted(set(topics)):
+    stale: list[dict[str, Any]] = []
+    for topic in topics:
+        current = ids.get(topic) if ids is not None else None
         objects = []
         for key, size in store.list_keys(month_prefix(topics_dir, topic, year, month)):
             meta = store.metadata(key)
+            if ids is not None and is_stale(meta, current):
+                stale.append(_stale_entry(key, size, topic, meta))
+                continue
             records, sha256 = meta.get("records", ""), meta.get("sha256", "")
             if not records.isdigit() or len(sha256) != 64:
                 records, sha256 = _count_and_hash(store, key)
             objects.append({"key": key, "size": size, "records": int(records), "sha256": sha256})
-        doc_topics[topic] = {"objects": objects, "records": sum(o["records"] for o in objects)}
+        doc_topics[topic] = {"objects": objects, "records": sum(o["records"] for o in objects), "topic_id": current}
     manifest = {
+        "connector": name,
         "month": f"{year:04d}-{month:02d}",
         "topics": doc_topics,
         "records": sum(t["records"] for t in doc_topics.values()),
         "objects": sum(len(t["objects"]) for t in doc_topics.values()),
+        "stale": stale,
     }
-    key = f"{manifest_prefix.strip('/')}/year={year:04d}/month={month:02d}/manifest.json"
+    key = manifest_key(name, year, month, manifest_prefix)
+    if stale:
+        _warn_stale(name, store.name, f"are left out of the manifest of {manifest['month']} (listed under 'stale' in "
+                                      f"s3://{store.name}/{key})", stale, ids or {})
     body = (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     store.put(key, body, ContentType="application/json")
-    log.info("wrote s3://%s/%s: %d objects, %d records", bucket, key, manifest["objects"], manifest["records"])
+    log.info("connector '%s': wrote s3://%s/%s: %d objects, %d records%s", name, store.name, key, manifest["objects"],
+             manifest["records"], f" ({len(stale)} stale object(s) not counted)" if stale else "")
     return {"key": key, **manifest}
+
+
+def remove_stale_objects(config: ConnectorConfig, client: Any, kafka: Mapping[str, Any]) -> list[str]:
+    """Delete the stale objects of the S3 sink ``config``: those, in every month folder of its
+    topics (``<topics.dir>/<topic>/year=YYYY/month=MM/``), that come from another life of their
+    topic than the one Kafka has now (the rule of :func:`write_month_manifest`; a topic that no
+    longer exists leaves every object naming its old id stale). Returns their keys, sorted, and
+    names them in a WARNING. Meant for ``airconnect reset`` of a sink whose topics were deleted:
+    objects of the old life at offsets the new life does not reach are never overwritten.
+    """
+    store = _sink_bucket(config, client, "removing stale objects")
+    store.check()
+    topics_dir = config["topics.dir"].strip("/")
+    topics = sorted(set(config["topics"]))
+    ids = topic_ids(kafka, topics, connector=config.name)
+    stale: list[dict[str, Any]] = []
+    for topic in topics:
+        prefix = f"{topics_dir}/{topic}/"
+        for key, size in store.list_keys(prefix):
+            if not _MONTH_OBJECT.fullmatch(key[len(prefix):]):
+                continue  # not in the sink's layout: not the sink's to judge
+            meta = store.metadata(key)
+            if is_stale(meta, ids.get(topic)):
+                stale.append(_stale_entry(key, size, topic, meta))
+    keys = sorted(e["key"] for e in stale)
+    if keys:
+        store.delete(keys)
+        _warn_stale(config.name, store.name, "were deleted", sorted(stale, key=lambda e: e["key"]), ids)
+    else:
+        log.info("connector '%s': no stale objects under s3://%s/%s/", config.name, store.name, topics_dir)
+    return keys
 
 
 class _HashingReader:
@@ -719,13 +939,15 @@ def _count_and_hash(store: S3Bucket, key: str) -> tuple[int, str]:
         while raw.read(_READ_CHUNK):  # anything after the gzip stream still counts in the hash
             pass
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"s3://{store.name}/{key} is named .gz but is not valid gzip ({exc})") from None
+        raise DataError(_named(f"s3://{store.name}/{key} is named .gz but is not valid gzip ({exc})",
+                               store.connector, "topics.dir")) from None
     finally:
         stream.close()
     return lines + (last != b"\n"), raw.sha256.hexdigest()
 
 
 __all__ = [
-    "JSON_FORMAT", "S3_SINK", "ObjectUpload", "S3AccessError", "S3Bucket", "S3Sink", "S3SinkResult",
-    "S3UnavailableError", "default_s3_client", "object_key", "write_month_manifest",
+    "JSON_FORMAT", "MANIFEST_PREFIX", "S3_SINK", "TOPIC_ID_METADATA", "ObjectUpload", "S3AccessError", "S3Bucket",
+    "S3Sink", "S3SinkResult", "S3UnavailableError", "default_s3_client", "is_stale", "manifest_key", "object_key",
+    "remove_stale_objects", "topic_ids", "write_month_manifest",
 ]

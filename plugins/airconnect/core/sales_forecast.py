@@ -1,7 +1,10 @@
 """Flow 3, part 1: next month's demand per item (and shop) from the monthly sales exports in S3.
 
 Reads every month up to the exported month M from the S3 sink's folders
-(``<topics.dir>/<topic>/year=YYYY/month=MM/``), sums ``quantity`` per series and month — POS
+(``<topics.dir>/<topic>/year=YYYY/month=MM/``), leaving out the objects that sink's own monthly
+manifests (``manifests/<connector>/year=YYYY/month=MM/manifest.json``) list as stale (written
+from an earlier life of a topic that was deleted and created again), sums ``quantity`` per
+series and month — POS
 series are ``(item_id, shop_id)``, EC series ``(item_id, "EC")`` — and forecasts month M+1 with
 :func:`airconnect.core.forecast.forecast_all`, holding month M out to measure the accuracy
 (WAPE, MAPE). Writes ``forecast/year=YYYY/month=MM/forecast.json`` (MM = M+1) and a PNG of
@@ -28,6 +31,7 @@ from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
 from airconnect.core.months import parse_month
 from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
+from airconnect.core.s3_sink import MANIFEST_PREFIX, TOPIC_ID_METADATA
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,8 @@ class ForecastSettings:
     default_shop: str = "EC"
     forecast_topic: str = FORECAST_TOPIC
     publisher: str = "sales-forecast"  # the offsets name of the publication
+    connector: str | None = None  # the S3 sink whose manifests say which objects are stale (None: no manifests read)
+    manifest_prefix: str = MANIFEST_PREFIX
 
 
 def next_month(month: str) -> str:
@@ -63,9 +69,8 @@ def _month_list(first: tuple[int, int], last: tuple[int, int]) -> list[str]:
     return out
 
 
-def _records(s3: Any, bucket: str, key: str) -> Any:
-    """The records of one exported object: JSON lines (optionally gzipped), or Parquet rows."""
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+def _records(body: Any, key: str) -> Any:
+    """The records of one exported object (its body): JSON lines (optionally gzipped), or Parquet rows."""
     if key.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -79,11 +84,41 @@ def _records(s3: Any, bucket: str, key: str) -> Any:
             yield exc
 
 
+def stale_objects(s3: Any, settings: ForecastSettings, until: str) -> dict[str, str | None]:
+    """``{key: the topic id it was written with}`` of the objects the sink's manifests of the
+    months up to ``until`` list as stale (nothing without ``settings.connector``)."""
+    if not settings.connector:
+        return {}
+    limit = parse_month(until)
+    prefix = f"{settings.manifest_prefix.strip('/')}/{settings.connector}/"
+    stale: dict[str, str | None] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            m = _FOLDER.search(obj["Key"])
+            if not m or not obj["Key"].endswith("/manifest.json") or (int(m.group(1)), int(m.group(2))) > limit:
+                continue
+            try:
+                doc = json.loads(s3.get_object(Bucket=settings.bucket, Key=obj["Key"])["Body"].read())
+                entries = doc.get("stale") or []
+                stale.update({e["key"]: e.get("topic_id") for e in entries})
+            except (ValueError, AttributeError, TypeError, KeyError) as exc:
+                raise DataError(f"connector '{settings.connector}': s3://{settings.bucket}/{obj['Key']} is not a "
+                                f"manifest airconnect wrote ({exc!r}); write it again with monthly_forecast_export"
+                                ) from None
+    return stale
+
+
 def monthly_units(s3: Any, settings: ForecastSettings, until: str) -> tuple[dict[tuple[str, str], dict[str, float]], int]:
-    """``{(item, shop): {"YYYY-MM": units}}`` for every month up to ``until``; and the object count."""
+    """``{(item, shop): {"YYYY-MM": units}}`` for every month up to ``until``; and the object count.
+
+    An object the sink's manifest of its month lists as stale is left out, unless it was
+    written again since (its ``kafka-topic-id`` is no longer the one the manifest recorded).
+    """
     limit = parse_month(until)
     units: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     objects = 0
+    stale = stale_objects(s3, settings, until)
+    skipped: list[str] = []
     progress = Progress(log, "reading monthly sales from S3", unit="records")
     paginator = s3.get_paginator("list_objects_v2")
     for topic in settings.topics:
@@ -94,9 +129,14 @@ def monthly_units(s3: Any, settings: ForecastSettings, until: str) -> tuple[dict
                 if not m or (int(m.group(1)), int(m.group(2))) > limit:
                     continue
                 month = f"{m.group(1)}-{m.group(2)}"
+                response = s3.get_object(Bucket=settings.bucket, Key=obj["Key"])
+                if obj["Key"] in stale and (response.get("Metadata") or {}).get(TOPIC_ID_METADATA) == stale[obj["Key"]]:
+                    response["Body"].close()
+                    skipped.append(obj["Key"])
+                    continue
                 objects += 1
                 n = 0
-                for lineno, rec in enumerate(_records(s3, settings.bucket, obj["Key"]), 1):
+                for lineno, rec in enumerate(_records(response["Body"], obj["Key"]), 1):
                     try:
                         if isinstance(rec, Exception):
                             raise rec
@@ -108,6 +148,9 @@ def monthly_units(s3: Any, settings: ForecastSettings, until: str) -> tuple[dict
                     n += 1
                 progress.add(n)
     progress.done()
+    if skipped:
+        log.warning("connector '%s': %d stale object(s) (of an earlier life of their topic, as the connector's "
+                    "manifests say) left out of the forecast: %s", settings.connector, len(skipped), ", ".join(skipped))
     return units, objects
 
 
@@ -244,17 +287,21 @@ def forecast_topic() -> str:
 
 
 def settings_for(sink: Any, topic: str = FORECAST_TOPIC) -> ForecastSettings:
-    """The forecast's inputs from the S3 sink's definition (its bucket, ``topics.dir`` and topics),
-    published to ``topic``; the publication's offsets are named after the topic."""
-    return ForecastSettings(bucket=sink["s3.bucket.name"], topics=tuple(sink["topics"]), topics_dir=sink["topics.dir"],
-                            forecast_topic=topic, publisher=topic)
+    """The forecast's inputs from the S3 sink's definition (its bucket, ``topics.dir``, topics
+    and name, whose manifests it reads), published to ``topic``; the publication's offsets are
+    named after the topic."""
+    return ForecastSettings(bucket=sink["s3.bucket.name"], topics=tuple(sink["topics"]),
+                            topics_dir=sink["topics.dir"].strip("/"), forecast_topic=topic, publisher=topic,
+                            connector=getattr(sink, "name", None))
 
 
 def month_to_forecast_from(requested: str | None, event_months: Sequence[str]) -> str:
     """The export month ``M`` a forecast run starts from (it forecasts ``M``+1).
 
     ``requested`` (the trigger form's ``month``) wins; else the newest month among the
-    triggering manifest events. With neither, a clear error says how to run it.
+    triggering manifest events (the DAG waits for the manifests of its own sink only: each S3
+    sink has its Asset, :func:`airconnect.assets.manifest_asset`). With neither, a clear error
+    says how to run it.
     """
     if requested and requested.strip():
         y, m = parse_month(requested)
