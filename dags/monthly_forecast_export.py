@@ -2,8 +2,10 @@
 
 Both JDBC sources read their tables incrementally (like Kafka Connect's JDBC source) in
 parallel; the S3 sink then writes every new record into its month's folder
-(``topics/<topic>/year=YYYY/month=MM/``); last, a manifest of the month's objects (record
-counts, checksums) is written, which updates the Asset the forecast DAG waits for.
+(``topics/<topic>/year=YYYY/month=MM/``); last, the sink's manifest of the month's objects
+(``manifests/<sink>/year=YYYY/month=MM/manifest.json``: record counts, checksums, objects left
+from an earlier life of a topic) is written, which updates the sink's Asset the forecast DAG
+waits for.
 
 The month: the run on the 1st exports the month that has just closed (Airflow 3 cron runs
 have zero-length data intervals, so it is derived from the logical date); the trigger form's
@@ -23,7 +25,7 @@ from airconnect.core.jdbc_source import JDBC_SOURCE
 from airconnect.core.manage import topics_of
 from airconnect.core.s3_sink import S3_SINK
 from airconnect.operators import JdbcSourceOperator, MonthManifestOperator, S3SinkOperator
-from airconnect.assets import FORECAST_INPUT
+from airconnect.assets import manifest_asset
 
 # Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
 definitions = read_definitions().using(JDBC_SOURCE, S3_SINK)
@@ -59,5 +61,5 @@ with DAG(
     for sink in sinks:
         export = S3SinkOperator(connector=sink)
         manifest = MonthManifestOperator(task_id=f"manifest-{sink.name}", connector=sink, month=the_month,
-                                         outlets=[FORECAST_INPUT])
+                                         outlets=[manifest_asset(sink)])
         the_month >> loads >> export >> manifest

@@ -1,6 +1,7 @@
 """Flow 3, part 1: next month's sales forecast, from the monthly exports in S3.
 
-Runs when a month's export manifest lands (the Asset that ``monthly_forecast_export`` updates),
+Runs when a month's export manifest of its S3 sink lands (the sink's Asset, which
+``monthly_forecast_export`` updates; the forecast reads the first S3 sink of the definitions),
 or by hand with the trigger form's ``month`` (the last exported month, YYYY-MM). Forecasts the
 next month per item and shop (seasonal exponential smoothing with 24+ months of history,
 simpler methods otherwise: the forecast names the method per series), measures itself on the
@@ -17,18 +18,21 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
-from airconnect.assets import FORECAST_INPUT, SALES_FORECAST
+from airconnect.assets import SALES_FORECAST, manifest_asset
 from airconnect.core.config import read_definitions
 from airconnect.core.s3_sink import S3_SINK
 from airconnect.core.sales_forecast import forecast_topic
 from airconnect.operators import SalesForecastOperator
 
 sinks = read_definitions().using(S3_SINK)  # an invalid definition of another class does not break this DAG
+# The forecast reads the forecast system's bucket: the (first) S3 sink's. It waits for that
+# sink's manifests only; another sink's (a Parquet copy, say) does not trigger it.
+sink = sinks[0] if sinks else None
 
 with DAG(
     dag_id="sales_forecast",
     description="Monthly exports in S3 -> next month's demand forecast (S3, topic sales-forecast, chart)",
-    schedule=[FORECAST_INPUT],
+    schedule=[manifest_asset(sink)] if sink is not None else None,
     start_date=datetime(2016, 11, 1),
     catchup=False,
     max_active_runs=1,
@@ -39,6 +43,6 @@ with DAG(
     tags=["airconnect", "flow-3", "forecast"],
     doc_md=__doc__,
 ) as dag:
-    for sink in sinks[:1]:  # the forecast reads the forecast system's bucket: the (first) S3 sink's
+    if sink is not None:
         SalesForecastOperator(task_id="forecast", connector=sink, month="{{ params.month }}",
                               forecast_topic=forecast_topic(), outlets=[SALES_FORECAST])
