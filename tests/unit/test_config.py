@@ -139,3 +139,13 @@ def test_every_invalid_definition_of_a_folder_is_reported_at_once(tmp_path):
     assert [c.name for c in found.using(FILE_SOURCE)] == ["load-zaiko-data"]
     with pytest.raises(ConfigError, match="connector 'sink-tenpo', key 'topicz'"):
         found.using(FILE_SINK)
+
+
+def test_the_topics_a_jdbc_source_is_managed_by_are_the_sanitised_ones_it_writes():
+    """reset --delete-topics, the reset guard, `airconnect list` and REST /topics look at these."""
+    from airconnect.core.manage import topics_of
+
+    cfg = validate({"name": "jdbc-uriage", "config": {
+        "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector", "db.conn.id": "pos", "mode": "bulk",
+        "table.whitelist": "Sales Table,sales$2018", "topic.prefix": "pos."}})
+    assert topics_of(cfg) == ["pos.Sales_Table", "pos.sales_2018"]

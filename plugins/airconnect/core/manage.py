@@ -35,9 +35,11 @@ def topics_of(config: ConnectorConfig) -> list[str]:
     if topic:
         return [topic]
     prefix = config.values.get("topic.prefix")
-    if prefix is not None:  # JDBC source: prefix + table, or the prefix alone in query mode
+    if prefix is not None:  # JDBC source: prefix + table, or the prefix alone in query mode (sanitised)
+        from airconnect.core.jdbc_source import topic_name
+
         tables = config.values.get("table.whitelist") or []
-        return [prefix + t for t in tables] if tables else [prefix]
+        return [topic_name(prefix, t) for t in tables] if tables else [topic_name(prefix)]
     return []
 
 
