@@ -5,7 +5,7 @@
     airconnect offsets NAME                show a connector's offsets (KIP-875 shape)
     airconnect offsets NAME --set FILE|-   alter them (KIP-875 PATCH: listed partitions only; null removes)
     airconnect lag [NAME...]               sinks' consumer lag per topic-partition (default: every sink)
-    airconnect reset NAME... [--delete-topics | --redeliver]
+    airconnect reset NAME... [--delete-topics | --redeliver] [--delete-stale-objects]
                                            reset offsets (and delete the connectors' topics); a reset
                                            that would deliver again into a topic or file that holds
                                            the records already is refused without one of the flags
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p_reset = sub.add_parser("reset", help="reset connectors' offsets")
     p_reset.add_argument("names", nargs="+")
     p_reset.add_argument("--delete-topics", action="store_true", help="also delete the topics the connectors write or read")
+    p_reset.add_argument("--delete-stale-objects", action="store_true",
+                         help="S3 sinks: also delete the bucket's objects that belong to an earlier (or, with "
+                              "--delete-topics, the deleted) life of their topics")
     p_reset.add_argument("--redeliver", action="store_true",
                          help="reset even though the topics (or a file sink's file) still hold what the next run "
                               "delivers again: each record will be there twice")
@@ -134,6 +137,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.delete_topics and args.names:
                 deleted = manage.delete_topics(sorted(set(topics)), kafka)
                 print(f"deleted topics: {', '.join(deleted) or '(none existed)'}")
+            if args.delete_stale_objects:
+                from airconnect.core.s3_sink import S3_SINK, remove_stale_objects
+                from airconnect.hooks import s3_client
+
+                for c in _pick(definitions, args.names):
+                    if c.cls is S3_SINK:
+                        keys = remove_stale_objects(c, s3_client(c["aws.conn.id"]),
+                                                    kafka_config(args.kafka_conn_id or c["kafka.conn.id"]))
+                        print(f"{c.name}: deleted {len(keys)} stale object(s) from s3://{c['s3.bucket.name']}")
         return 0
     except AirconnectError as exc:
         print(f"airconnect: {exc}", file=sys.stderr)

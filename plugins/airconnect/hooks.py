@@ -1,4 +1,4 @@
-"""Airflow adapters the connectors need: the Kafka connection's config and the Variable store."""
+"""Airflow adapters the connectors need: the Kafka connection's config, an S3 client, the Variable store."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ def kafka_config(conn_id: str = "kafka_default") -> dict[str, Any]:
 
     hook = KafkaBaseHook(kafka_config_id=conn_id)
     return dict(hook._build_config())
+
+
+def s3_client(aws_conn_id: str) -> Any:
+    """A boto3 S3 client from an Airflow AWS Connection (its extra may set ``endpoint_url``)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
 
 
 def _in_task() -> bool:

@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airconnect.core.config import ConnectorClass, ConnectorConfig, validate
+from airconnect.hooks import s3_client
 from airconnect.core.errors import ConfigError, PermanentError
 from airconnect.core.file_sink import FILE_SINK
 from airconnect.core.file_source import FILE_SOURCE
@@ -103,13 +104,6 @@ def db_connect(conn_id: str, connector: str) -> Any:
         f"connector '{connector}', key 'db.conn.id': the Airflow Connection '{conn_id}' has type "
         f"'{conn_type}'; expected a postgres or mysql connection"
     )
-
-
-def s3_client(aws_conn_id: str) -> Any:
-    """A boto3 S3 client from an Airflow AWS Connection (its extra may set ``endpoint_url``)."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
 
 
 class JdbcSourceOperator(ConnectorOperator):

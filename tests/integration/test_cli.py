@@ -194,3 +194,41 @@ def test_a_reset_that_would_deliver_twice_asks_for_a_flag(tmp_path, kafka, uniqu
     monkeypatch.setattr(sys, "stderr", sys.__stderr__)
     assert run(definition, VariableStore(), kafka)["records"] == 2
     assert len(read_topic(kafka, topic)) == 2  # the topic's new life holds each line once
+
+
+def test_a_sink_reset_with_its_topics_can_remove_their_objects_from_the_bucket(tmp_path, kafka, unique, airflow_db,
+                                                                             monkeypatch):
+    """After reset --delete-topics the bucket would keep the topic's old life; --delete-stale-objects removes it."""
+    from airconnect.core.runtime import run
+    from airconnect.hooks import VariableStore, s3_client
+
+    client = s3_client("aws_forecast")
+    bucket = f"airconnect-cli-{unique}"
+    client.create_bucket(Bucket=bucket)
+    topic = f"pan-uriage-{unique}"
+    producer = Producer(kafka)
+    for i, day in enumerate(("2019-03-01", "2019-03-02", "2019-04-05")):
+        producer.produce(topic, json.dumps({"pan": f"食パン-{i}", "sold_at": f"{day}T08:00:00Z"}).encode())
+    assert producer.flush(15) == 0
+    definition = {"name": f"s3-pan-{unique}", "config": {
+        "connector.class": "io.confluent.connect.s3.S3SinkConnector", "topics": topic, "s3.bucket.name": bucket,
+        "aws.conn.id": "aws_forecast", "timestamp.field": "sold_at", "value.converter.schemas.enable": "false"}}
+    defs = tmp_path / "connectors"
+    defs.mkdir()
+    (defs / "s3.json").write_text(json.dumps(definition))
+    monkeypatch.setenv("AIRCONNECT_CONNECTORS_DIR", str(defs))
+    assert run(definition, VariableStore(), kafka, s3_client=client)["records"] == 3
+
+    def keys() -> list[str]:
+        return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+    assert len(keys()) == 2  # March and April
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        assert main(["reset", definition["name"], "--delete-topics", "--delete-stale-objects"]) == 0
+    finally:
+        monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+    assert f"{definition['name']}: deleted 2 stale object(s) from s3://{bucket}" in out.getvalue()
+    assert keys() == []
+    client.delete_bucket(Bucket=bucket)
