@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from airconnect.assets import INVENTORY
+from airconnect_retail.assets import INVENTORY
 
 from airconnect.core.config import read_definitions
 from airconnect.core.file_sink import FILE_SINK

@@ -43,7 +43,7 @@ if [ ! -x .venv/bin/uv ]; then .venv/bin/pip install -q uv; fi
 stamp=.venv/.airconnect-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing airconnect and its dependencies (Airflow 3, providers, confluent-kafka) into .venv"
-  .venv/bin/uv pip install -q --python .venv/bin/python -e ".[test]"
+  .venv/bin/uv pip install -q --python .venv/bin/python -e ".[retail,test]"
   touch "$stamp"
 fi
 

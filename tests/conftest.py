@@ -17,6 +17,7 @@ os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow"))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRCONNECT_CONNECTORS_DIR", str(ROOT / "include" / "connectors"))
 os.environ.setdefault("AIRCONNECT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 os.environ.setdefault(
     "AIRFLOW_CONN_KAFKA_DEFAULT",

@@ -11,11 +11,11 @@ import boto3
 import psycopg2
 import pytest
 
-from airconnect.core.auto_order import OrderSettings, place_orders, update_inventory_view
+from airconnect_retail.auto_order import OrderSettings, place_orders, update_inventory_view
 from airconnect.core.errors import DataError, PermanentError
 from airconnect.core.offsets import MemoryStore
-from airconnect.core.ordering import ItemPolicy
-from airconnect.core.sales_forecast import ForecastSettings, build_forecast, publish_forecast
+from airconnect_retail.ordering import ItemPolicy
+from airconnect_retail.sales_forecast import ForecastSettings, build_forecast, publish_forecast
 from confluent_kafka import Producer
 from helpers import generator, read_topic
 
@@ -159,7 +159,7 @@ def set_stock(pg, rows):
 
 
 def test_orders_by_hand_and_never_twice(pg):
-    from airconnect.core.auto_order import ensure_schema
+    from airconnect_retail.auto_order import ensure_schema
 
     ensure_schema(pg)
     set_stock(pg, [("ITEM001", "SHOP001", 10), ("ITEM002", "SHOP001", 500)])

@@ -695,7 +695,7 @@ def test_a_recreated_topic_leaves_stale_objects_that_the_manifest_excludes_and_r
     # The forecast reading this sink skips what its manifest calls stale: 3 loaves, not 3 + 3 x 5.
     from dataclasses import replace
 
-    from airconnect.core.sales_forecast import monthly_units, settings_for
+    from airconnect_retail.sales_forecast import monthly_units, settings_for
 
     settings = replace(settings_for(validate(flow.definition())), item_field="sku", quantity_field="qty")
     assert monthly_units(s3, settings, "2019-03") == ({("PAN-07", "EC"): {"2019-03": 3.0}}, 2)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from airconnect.core.errors import DataError
-from airconnect.core.forecast import (
+from airconnect_retail.forecast import (
     HOLT,
     HOLT_WINTERS,
     MEAN,
@@ -209,7 +209,7 @@ def test_forecast_all_names_the_series_with_bad_history():
 
 
 def test_chart_draws_the_busiest_series_into_a_png(tmp_path):
-    from airconnect.core.charts import plot_actual_vs_forecast
+    from airconnect_retail.charts import plot_actual_vs_forecast
 
     series = {f"ITEM{i:03d}": [float(i * 10 + m) for m in range(6)] for i in range(1, 9)}
     forecasts = {name: values[-1] + 1 for name, values in series.items()}
@@ -228,7 +228,7 @@ def test_chart_draws_japanese_item_names(tmp_path):
     (scripts/setup.sh installs a CJK font; matplotlib warns about each glyph it cannot draw)."""
     import warnings
 
-    from airconnect.core.charts import plot_actual_vs_forecast
+    from airconnect_retail.charts import plot_actual_vs_forecast
 
     series = {"ITEM001 お茶 500ml": [10.0, 12.0, 11.0], "ITEM006 麦茶 2L": [5.0, 6.0, 7.0]}
     with warnings.catch_warnings(record=True) as caught:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +15,8 @@ def test_importing_the_core_does_not_import_airflow():
     code = (
         "import sys; import airconnect.core, airconnect.core.runtime, airconnect.core.file_source, "
         "airconnect.core.file_sink, airconnect.core.kafka_client, airconnect.core.offsets, airconnect.core.jdbc_source, "
-        "airconnect.core.s3_sink, airconnect.core.sales_forecast, airconnect.core.auto_order, airconnect.core.manage, "
-        "airconnect.core.forecast, airconnect.core.ordering, airconnect.core.charts; "
+        "airconnect.core.s3_sink, airconnect.core.manage, airconnect_retail.sales_forecast, airconnect_retail.auto_order, "
+        "airconnect_retail.forecast, airconnect_retail.ordering, airconnect_retail.charts; "
         "bad = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -27,3 +29,35 @@ def test_no_module_is_named_after_the_standard_library():
     stdlib = set(sys.stdlib_module_names)
     clashes = [p for p in (ROOT / "plugins").rglob("*.py") if p.stem in stdlib]
     assert clashes == []
+
+
+def test_the_framework_imports_no_retail_code():
+    """airconnect is the product; the retail scenario is an application on top of it. Importing every
+    module of airconnect (the Airflow glue included) loads nothing of airconnect_retail."""
+    code = (
+        "import importlib, pkgutil, sys, airconnect; "
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(airconnect.__path__, 'airconnect.')]; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'airconnect_retail'); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"airconnect imported retail code: {proc.stdout} {proc.stderr[-2000:]}"
+    imports = [f"{p.relative_to(ROOT)}: {line.strip()}" for p in (ROOT / "plugins" / "airconnect").rglob("*.py")
+               for line in p.read_text(encoding="utf-8").splitlines()
+               if re.match(r"\s*(from|import)\s+airconnect_retail\b", line)]
+    assert imports == []  # not even inside a function
+
+
+def test_no_default_depends_on_where_the_package_is_installed(tmp_path):
+    """After `pip install .` the package lives in site-packages: the definitions, the data and the item
+    master are found beside the deployment's DAGs folder, not beside the package."""
+    code = (
+        "from airconnect.core.config import data_dir, default_connectors_dir; "
+        "from airconnect_retail.auto_order import default_item_master; "
+        "print(default_connectors_dir()); print(data_dir()); print(default_item_master())"
+    )
+    env = {"PYTHONPATH": str(ROOT / "plugins"), "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags"), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(tmp_path / "include" / "connectors"), str(tmp_path / "data"),
+                                  str(tmp_path / "include" / "items.csv")]

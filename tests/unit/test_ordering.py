@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airconnect.core.ordering import ItemPolicy, PolicyError, load_item_master, order_quantity, plan_orders
+from airconnect_retail.ordering import ItemPolicy, PolicyError, load_item_master, order_quantity, plan_orders
 
 REPO = Path(__file__).resolve().parents[2]
 

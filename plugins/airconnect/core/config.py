@@ -431,15 +431,25 @@ def load_definitions(directory: str | os.PathLike[str] | None = None) -> list[Co
     return list(definitions.configs)
 
 
+def project_dir() -> Path:
+    """The deployment's project folder: the one that holds Airflow's DAGs folder
+    (``$AIRFLOW__CORE__DAGS_FOLDER``, else ``$AIRFLOW_HOME/dags``, else ``~/airflow/dags``), where
+    an Airflow project keeps ``include/`` beside ``dags/``. Never where this package is installed."""
+    dags = os.environ.get("AIRFLOW__CORE__DAGS_FOLDER")
+    if dags:
+        return Path(dags).expanduser().resolve().parent
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser().resolve()
+
+
 def data_dir() -> Path:
-    """Where relative paths in definitions point: ``$AIRCONNECT_DATA_DIR``, else the project's ``data/``."""
+    """Where relative paths in definitions point: ``$AIRCONNECT_DATA_DIR``, else ``data/`` of the project."""
     env = os.environ.get(DATA_DIR_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "data"
+    return Path(env) if env else project_dir() / "data"
 
 
 def default_connectors_dir() -> Path:
-    """``include/connectors`` of the project this package sits in (``plugins/airconnect/..``)."""
-    return Path(__file__).resolve().parents[3] / "include" / "connectors"
+    """``$AIRCONNECT_CONNECTORS_DIR``'s default: ``include/connectors`` of the project (beside ``dags/``)."""
+    return project_dir() / "include" / "connectors"
 
 
 def by_class(configs: Iterable[ConnectorConfig], *names: str) -> list[ConnectorConfig]:

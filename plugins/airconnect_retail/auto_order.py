@@ -9,7 +9,7 @@ The inventory view
 
 Orders
   For every (item, shop) with a forecast and a known stock, the order rule
-  (:func:`airconnect.core.ordering.plan_orders`) gives a quantity. Open orders (placed, not yet
+  (:func:`airconnect_retail.ordering.plan_orders`) gives a quantity. Open orders (placed, not yet
   due: ``expected_at`` after the forecast month's start) are subtracted, and the computation and
   the inserts happen in one transaction holding a lock on ``auto_orders``: a re-run, or a run
   that died after the commit, finds its own orders open and orders nothing twice. The orders are
@@ -26,13 +26,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from airconnect.core.config import project_dir
 from airconnect.core.converters import payload_text
 from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import DataError
 from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, read_to_end
 from airconnect.core.months import parse_month
 from airconnect.core.offsets import KeyValueStore, Offsets
-from airconnect.core.ordering import ItemPolicy, plan_orders
+from airconnect_retail.ordering import ItemPolicy, plan_orders
 from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -202,8 +203,7 @@ def orders_topic() -> str:
 
 
 def default_item_master() -> str:
-    """``$AIRCONNECT_ITEM_MASTER``, else ``include/items.csv`` of the project this package sits in."""
+    """``$AIRCONNECT_ITEM_MASTER``, else ``include/items.csv`` of the project (beside Airflow's ``dags/``)."""
     import os
-    from pathlib import Path
 
-    return os.environ.get("AIRCONNECT_ITEM_MASTER") or str(Path(__file__).resolve().parents[3] / "include" / "items.csv")
+    return os.environ.get("AIRCONNECT_ITEM_MASTER") or str(project_dir() / "include" / "items.csv")

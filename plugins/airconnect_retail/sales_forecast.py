@@ -6,7 +6,7 @@ manifests (``manifests/<connector>/year=YYYY/month=MM/manifest.json``) list as s
 from an earlier life of a topic that was deleted and created again), sums ``quantity`` per
 series and month — POS
 series are ``(item_id, shop_id)``, EC series ``(item_id, "EC")`` — and forecasts month M+1 with
-:func:`airconnect.core.forecast.forecast_all`, holding month M out to measure the accuracy
+:func:`airconnect_retail.forecast.forecast_all`, holding month M out to measure the accuracy
 (WAPE, MAPE). Writes ``forecast/year=YYYY/month=MM/forecast.json`` (MM = M+1) and a PNG of
 actual vs forecast for the top items beside it, and publishes one record per series to the
 topic ``sales-forecast`` exactly once per forecast month.
@@ -160,8 +160,8 @@ def build_forecast(s3: Any, settings: ForecastSettings, month: str, *, chart_dir
 
     Returns the forecast document (also written to S3) with ``key`` and ``chart_key`` added.
     """
-    from airconnect.core.charts import plot_actual_vs_forecast
-    from airconnect.core.forecast import forecast_all
+    from airconnect_retail.charts import plot_actual_vs_forecast
+    from airconnect_retail.forecast import forecast_all
 
     target = next_month(month)
     units, objects = monthly_units(s3, settings, month)
