@@ -92,7 +92,7 @@ class ConnectWorker:
                 self.proc.wait(5)
         self._log.close()
 
-    def __enter__(self) -> "ConnectWorker":
+    def __enter__(self) -> ConnectWorker:
         return self
 
     def __exit__(self, *exc: Any) -> None:

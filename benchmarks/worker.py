@@ -20,7 +20,8 @@ import os
 import resource
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ENVELOPE_HEAD = b'{"schema":{"type":"string","optional":false},"payload":'
 log = logging.getLogger("bench")

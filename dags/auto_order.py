@@ -22,14 +22,14 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
-from airconnect_retail.assets import INVENTORY, SALES_FORECAST
-from airconnect_retail.auto_order import orders_topic
 from airconnect.core.config import read_definitions
 from airconnect.core.file_source import FILE_SOURCE
 from airconnect.core.jdbc_source import JDBC_SOURCE
 from airconnect.core.manage import topics_of
 from airconnect.core.s3_sink import S3_SINK
 from airconnect.operators import JdbcSourceOperator
+from airconnect_retail.assets import INVENTORY, SALES_FORECAST
+from airconnect_retail.auto_order import orders_topic
 from airconnect_retail.operators import InventoryViewOperator, PlaceOrdersOperator
 
 # Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.

@@ -14,13 +14,12 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from airconnect_retail.assets import INVENTORY
-
 from airconnect.core.config import read_definitions
 from airconnect.core.file_sink import FILE_SINK
 from airconnect.core.file_source import FILE_SOURCE
 from airconnect.operators import FileSinkOperator, FileSourceOperator
 from airconnect.sensors import FileChangeSensor
+from airconnect_retail.assets import INVENTORY
 
 # Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
 definitions = read_definitions().using(FILE_SOURCE, FILE_SINK)

@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
+from airconnect.assets import manifest_asset
 from airconnect.core.config import read_definitions
 from airconnect.core.jdbc_source import JDBC_SOURCE
 from airconnect.core.manage import topics_of
 from airconnect.core.s3_sink import S3_SINK
 from airconnect.operators import JdbcSourceOperator, MonthManifestOperator, S3SinkOperator
-from airconnect.assets import manifest_asset
 
 # Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
 definitions = read_definitions().using(JDBC_SOURCE, S3_SINK)

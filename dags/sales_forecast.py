@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param
 
 from airconnect.assets import manifest_asset
-from airconnect_retail.assets import SALES_FORECAST
 from airconnect.core.config import read_definitions
 from airconnect.core.s3_sink import S3_SINK
-from airconnect_retail.sales_forecast import forecast_topic
+from airconnect_retail.assets import SALES_FORECAST
 from airconnect_retail.operators import SalesForecastOperator
+from airconnect_retail.sales_forecast import forecast_topic
 
 sinks = read_definitions().using(S3_SINK)  # an invalid definition of another class does not break this DAG
 # The forecast reads the forecast system's bucket: the (first) S3 sink's. It waits for that

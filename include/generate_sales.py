@@ -30,12 +30,12 @@ import os
 import sys
 import time
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger("airconnect.generate_sales")
@@ -108,7 +108,7 @@ def load_items(path: str | os.PathLike | None = None) -> tuple[Item, ...]:
         )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _items_by_id() -> dict[str, Item]:
     return {it.item_id: it for it in load_items()}
 
@@ -161,7 +161,7 @@ def channels(target: str) -> tuple[str, ...]:
     raise ValueError(f"target must be 'ec' or 'pos', not {target!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference_units(target: str) -> float:
     """Average monthly units of a target over the reference year 2017, at scale 1."""
     total = sum(

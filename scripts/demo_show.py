@@ -16,13 +16,13 @@ import os
 import sys
 from pathlib import Path
 
-from airconnect_retail.auto_order import OrderSettings, orders_topic
 from airconnect.core.config import load_definitions
 from airconnect.core.manage import delete_topics, reset_named_offsets, reset_offsets, topics_of
 from airconnect.core.s3_sink import manifest_key
-from airconnect_retail.sales_forecast import forecast_topic
 from airconnect.hooks import VariableStore, kafka_config
 from airconnect.operators import s3_client
+from airconnect_retail.auto_order import OrderSettings, orders_topic
+from airconnect_retail.sales_forecast import forecast_topic
 
 logging.disable(logging.INFO)  # the demo prints what matters itself
 

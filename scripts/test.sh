@@ -23,6 +23,11 @@ else
 fi
 scripts/stack.sh start
 
+# Lint and type checks first (configured in pyproject.toml): seconds, and they fail the run.
+echo "[test] ruff check and mypy"
+.venv/bin/ruff check plugins dags tests scripts benchmarks include
+.venv/bin/mypy
+
 status=0
 .venv/bin/python -m pytest "$@" || status=$?
 if [ "$status" = 5 ]; then

@@ -84,9 +84,9 @@ def resources(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def auto_order(spec: dict[str, Any], store: FileStore, kafka: dict[str, Any]) -> None:
+    from airconnect.core.runtime import run
     from airconnect_retail.auto_order import OrderSettings, place_orders, update_inventory_view
     from airconnect_retail.ordering import load_item_master
-    from airconnect.core.runtime import run
 
     ao = spec["auto_order"]
     conn = _connect(ao["db"])

@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                 configs, errors = list(found.configs), list(found.errors)
             for c in configs:
                 print(f"ok  {c.name}  ({c.cls.name}, {c.kind})")
-            for exc in errors:
-                print(f"airconnect: {exc}", file=sys.stderr)
+            for problem in errors:
+                print(f"airconnect: {problem}", file=sys.stderr)
             if errors:
                 print(f"airconnect: {len(errors)} invalid definition(s), {len(configs)} valid", file=sys.stderr)
             return 2 if errors else 0
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         definitions = read_definitions(args.connectors_dir)
         defs = definitions.by_name()
         if args.cmd == "list":
-            for exc in definitions.errors:
-                print(f"airconnect: invalid, not listed: {exc}", file=sys.stderr)
+            for problem in definitions.errors:
+                print(f"airconnect: invalid, not listed: {problem}", file=sys.stderr)
             for c in defs.values():
                 doc = manage.get_offsets(c, store)
                 line = f"{c.name}\t{c.cls.name}\t{c.kind}\ttopics={','.join(manage.topics_of(c))}\toffsets={json.dumps(doc['offsets'])}"
@@ -128,15 +128,17 @@ def main(argv: list[str] | None = None) -> int:
                     committed = "-" if r["committed"] is None else r["committed"]
                     print(f"{c.name}\t{manage.sink_group(c)}\t{r['topic']}\t{r['partition']}\t{committed}\t{r['end']}\t{r['lag']}")
         elif args.cmd == "reset":
-            topics: list[str] = []
+            topics: dict[str, set[str]] = {}  # Kafka connection -> the topics to delete there
             for c in _pick(definitions, args.names):
-                kafka = kafka_config(args.kafka_conn_id or c["kafka.conn.id"])
+                conn_id = args.kafka_conn_id or c["kafka.conn.id"]
                 # With --delete-topics nothing is left to hold the records twice.
-                print(manage.reset_offsets(c, store, kafka, redeliver=args.redeliver or args.delete_topics)["message"])
-                topics += manage.topics_of(c)
-            if args.delete_topics and args.names:
-                deleted = manage.delete_topics(sorted(set(topics)), kafka)
-                print(f"deleted topics: {', '.join(deleted) or '(none existed)'}")
+                print(manage.reset_offsets(c, store, kafka_config(conn_id),
+                                           redeliver=args.redeliver or args.delete_topics)["message"])
+                topics.setdefault(conn_id, set()).update(manage.topics_of(c))
+            if args.delete_topics:
+                for conn_id, names in topics.items():
+                    deleted = manage.delete_topics(sorted(names), kafka_config(conn_id))
+                    print(f"deleted topics: {', '.join(deleted) or '(none existed)'}")
             if args.delete_stale_objects:
                 from airconnect.core.s3_sink import S3_SINK, remove_stale_objects
                 from airconnect.hooks import s3_client

@@ -13,7 +13,6 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airconnect.core.config import ConnectorClass, ConnectorConfig, validate
-from airconnect.hooks import s3_client
 from airconnect.core.errors import ConfigError, PermanentError
 from airconnect.core.file_sink import FILE_SINK
 from airconnect.core.file_source import FILE_SOURCE
@@ -21,6 +20,7 @@ from airconnect.core.jdbc_source import JDBC_SOURCE
 from airconnect.core.months import parse_month
 from airconnect.core.runtime import run
 from airconnect.core.s3_sink import MANIFEST_PREFIX, S3_SINK, write_month_manifest
+from airconnect.hooks import s3_client
 
 
 class ConnectorOperator(BaseOperator):

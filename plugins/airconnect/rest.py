@@ -29,7 +29,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -78,7 +78,7 @@ class ConnectError(Exception):
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _method(request: Request) -> tuple[str, Any]:
+def _method(request: Request) -> tuple[Literal["GET", "POST", "PUT", "DELETE"], Any]:
     """The DAG permission a request needs: reads need GET, pausing PUT, a restart creates a run."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 
@@ -161,11 +161,10 @@ def dag_of(config: ConnectorConfig) -> str:
     with a task of that id runs it; a connector no parsed DAG has yet (a new definition, before
     the DAG processor's next pass) maps by its class, as the DAGs in dags/ select them.
     """
-    from sqlalchemy import select
-
     from airflow.models.dag import DagModel, DagTag
     from airflow.models.dagbag import DBDagBag
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         dag_ids = session.scalars(
@@ -182,12 +181,11 @@ def dag_of(config: ConnectorConfig) -> str:
 
 def _dag_state(dag_id: str) -> dict[str, Any]:
     """Whether the DAG exists and is paused, and whether a run of it is queued or running."""
-    from sqlalchemy import func, select
-
     from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
+    from sqlalchemy import func, select
 
     with create_session() as session:
         dm = session.get(DagModel, dag_id)
@@ -199,10 +197,9 @@ def _dag_state(dag_id: str) -> dict[str, Any]:
 
 
 def _last_task_instance(dag_id: str, task_id: str) -> dict[str, Any] | None:
-    from sqlalchemy import select
-
     from airflow.models.taskinstance import TaskInstance as TI
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         ti = session.scalars(
@@ -355,14 +352,14 @@ def validate_config(cls: ConnectorClass, config: dict[str, Any]) -> dict[str, An
             errors.setdefault(exc.key or "connector.class", []).append(_bare(exc))
     configs = []
     for order, k in enumerate(list(keys) + [k for k in errors if k not in keys], start=1):
-        key = keys.get(k)
+        declared = keys.get(k)
         value = raw.get(k)
         configs.append({
-            "definition": _definition(key, _GROUP_COMMON if k in common else cls.name, order) if key else
+            "definition": _definition(declared, _GROUP_COMMON if k in common else cls.name, order) if declared else
             {"name": k, "type": "STRING", "required": False, "default_value": None, "importance": "LOW",
              "documentation": "", "group": cls.name, "width": "NONE", "display_name": k, "dependents": [], "order": order},
             "value": {"name": k, "value": None if value is None else str(value).lower() if isinstance(value, bool) else str(value),
-                      "recommended_values": list(key.choices) if key and key.choices else [],
+                      "recommended_values": list(declared.choices) if declared and declared.choices else [],
                       "errors": errors.get(k, []), "visible": True},
         })
     return {"name": cls.name, "error_count": sum(len(e) for e in errors.values()),

@@ -60,7 +60,7 @@ class FileChangeSensor(BaseSensorOperator):
         self.log.info("waiting for %s to grow past byte %s (deferred to the triggerer)", path, (offset or {}).get("position", 0))
         self.defer(
             trigger=FileChangeTrigger(path=path, offset=offset, poll_interval=self.poll_interval,
-                                      max_wait=self.max_wait.total_seconds(), end_task=True),
+                                      max_wait=(self.max_wait or timedelta(hours=1)).total_seconds(), end_task=True),
             method_name="execute_complete",  # (for triggers deferred by an earlier version)
         )
         return None  # not reached: defer() raises

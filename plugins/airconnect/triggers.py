@@ -44,7 +44,7 @@ class FileChangeTrigger(BaseTrigger):
         while True:
             reason = change_reason(self.path, self.offset)
             if reason or time.monotonic() >= deadline:
-                result = {"path": self.path, "reason": reason}
+                result: dict[str, Any] = {"path": self.path, "reason": reason}
                 yield TaskSuccessEvent(xcoms={"return_value": result}) if self.end_task else TriggerEvent(result)
                 return
             await asyncio.sleep(self.poll_interval)

@@ -28,13 +28,13 @@ from typing import Any, Final
 
 from airconnect.core.config import project_dir
 from airconnect.core.converters import payload_text
-from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import DataError
+from airconnect.core.failpoints import failpoint
 from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, read_to_end
 from airconnect.core.months import parse_month
 from airconnect.core.offsets import KeyValueStore, Offsets
-from airconnect_retail.ordering import ItemPolicy, plan_orders
 from airconnect.core.progress import Progress
+from airconnect_retail.ordering import ItemPolicy, plan_orders
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def update_inventory_view(conn: Any, kafka: Mapping[str, Any], store: KeyValueSt
     ensure_schema(conn)
     offsets = Offsets(store, settings.view)
     starts: dict[int, int] = {}
-    for partition, offset in offsets.items():
+    for partition, _offset in offsets.items():
         if partition.get("kafka_topic") == settings.inventory_topic:
             starts[int(partition["kafka_partition"])] = offsets.get_int(partition, "kafka_offset") or 0
     progress = Progress(log, f"inventory view <- {settings.inventory_topic}")

@@ -72,11 +72,15 @@ class SalesForecastOperator(BaseOperator):
         self.kafka_config_id = kafka_config_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airconnect.hooks import VariableStore, kafka_config
         from airconnect_retail.auto_order import default_item_master
         from airconnect_retail.sales_forecast import (
-            build_forecast, item_names, month_to_forecast_from, publish_forecast, settings_for,
+            build_forecast,
+            item_names,
+            month_to_forecast_from,
+            publish_forecast,
+            settings_for,
         )
-        from airconnect.hooks import VariableStore, kafka_config
 
         config = validate(self.connector)
         events = context.get("triggering_asset_events") or {}
@@ -123,8 +127,8 @@ class InventoryViewOperator(BaseOperator):
         self.kafka_config_id = kafka_config_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airconnect_retail.auto_order import OrderSettings, update_inventory_view
         from airconnect.hooks import VariableStore, kafka_config
+        from airconnect_retail.auto_order import OrderSettings, update_inventory_view
 
         config = validate(self.orders_connector)
         conn = _postgres_connect(config["db.conn.id"], config.name)

@@ -233,14 +233,14 @@ def load_item_master(
                     field="item_id",
                 )
 
-            def value(column: str, convert, expected: str):
-                raw = (row.get(column) or "").strip()
+            def value(column: str, convert, expected: str):  # called at once, in this iteration
+                raw = (row.get(column) or "").strip()  # noqa: B023
                 try:
                     return convert(raw)
                 except ValueError:
                     raise PolicyError(
-                        f"{name} line {line}, column {column!r} (item {item!r}): expected {expected}, got {raw!r}",
-                        item_id=item,
+                        f"{name} line {line}, column {column!r} (item {item!r}): expected {expected}, got {raw!r}",  # noqa: B023
+                        item_id=item,  # noqa: B023
                         field=column,
                     ) from None
 

@@ -21,7 +21,7 @@ import logging
 import re
 import tempfile
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -175,7 +175,7 @@ def build_forecast(s3: Any, settings: ForecastSettings, month: str, *, chart_dir
         raise PermanentError(f"the export has no sales for {month} itself in s3://{settings.bucket}: "
                              f"the forecast would be blind to the latest month; run its export first")
     keys = sorted(units)
-    series = {k: [units[k].get(m, 0.0) for m in months] for k in keys}
+    series: dict[Hashable, list[float]] = {k: [units[k].get(m, 0.0) for m in months] for k in keys}
     report = forecast_all(series, holdout=1)
     rows = []
     for k in keys:

@@ -160,7 +160,6 @@ def test_validate_reports_every_invalid_definition_and_the_others_still_work(cli
 def test_a_reset_that_would_deliver_twice_asks_for_a_flag(tmp_path, kafka, unique, airflow_db, monkeypatch):
     """A source reset while its topic still holds what it delivered re-sends every line into it:
     refused, unless the topics go too (--delete-topics) or --redeliver says it is meant."""
-    from airconnect.core.offsets import MemoryStore
     from airconnect.core.runtime import run
     from airconnect.hooks import VariableStore
     from helpers import read_topic

@@ -10,13 +10,13 @@ import os
 import boto3
 import psycopg2
 import pytest
+from confluent_kafka import Producer
 
-from airconnect_retail.auto_order import OrderSettings, place_orders, update_inventory_view
 from airconnect.core.errors import DataError, PermanentError
 from airconnect.core.offsets import MemoryStore
+from airconnect_retail.auto_order import OrderSettings, place_orders, update_inventory_view
 from airconnect_retail.ordering import ItemPolicy
 from airconnect_retail.sales_forecast import ForecastSettings, build_forecast, publish_forecast
-from confluent_kafka import Producer
 from helpers import generator, read_topic
 
 MONTHS = [(2016 + (9 + i) // 12, (9 + i) % 12 + 1) for i in range(25)]  # 2016-10 .. 2018-10

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import threading
 from decimal import Decimal
 
 import pytest

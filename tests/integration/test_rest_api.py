@@ -55,11 +55,10 @@ def names():
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, names, airflow_db):
     """Connector definitions and data in a temporary folder; the DAG's state restored afterwards."""
-    from sqlalchemy import select
-
     from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     base = tmp_path_factory.mktemp("rest")
     defs, data = base / "connectors", base / "data"
@@ -94,11 +93,10 @@ def env(tmp_path_factory, names, airflow_db):
 
 
 def _delete_new_runs(before: set[str]) -> None:
-    from sqlalchemy import delete, select
-
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
+    from sqlalchemy import delete, select
 
     with create_session() as session:
         new = [r for r in session.scalars(select(DagRun.run_id).where(DagRun.dag_id == DAG_ID)).all() if r not in before]
@@ -128,10 +126,9 @@ def no_active_runs(env, monkeypatch):
     a stopped scheduler); then the test connectors are mapped to a DAG id without runs instead.
     """
     _delete_new_runs(env["before_runs"])
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     from airconnect import rest
 
@@ -212,13 +209,12 @@ def test_pause_and_resume_pause_the_dag(client, names):
 
 def test_a_failed_task_makes_the_connector_failed_with_its_error(client, names, env, tmp_path, monkeypatch):
     """The task's last try failed: FAILED, and the trace is the error from the task's log."""
-    from sqlalchemy import insert
-
     from airflow.configuration import conf
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import insert
 
     client.put(f"/connectors/{names['sink']}/resume")
     run_id = f"manual__rest-test-{uuid.uuid4().hex[:8]}"

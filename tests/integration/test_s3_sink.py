@@ -709,8 +709,8 @@ def test_a_recreated_topic_leaves_stale_objects_that_the_manifest_excludes_and_r
 
 def test_every_s3_error_names_the_connector_and_the_key(flow, aws_conn):
     import boto3
-    from botocore.config import Config
     from airflow.sdk.exceptions import AirflowFailException
+    from botocore.config import Config
 
     from airconnect.operators import MonthManifestOperator, S3SinkOperator
 

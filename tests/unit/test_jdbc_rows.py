@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from airconnect.core.errors import DataError
-from airconnect.core.jdbc_source import DIALECTS, _value_writer, _value_writer_reference, describe_columns
+from airconnect.core.jdbc_source import DIALECTS, describe_columns, value_writer, value_writer_reference
 
 UTC = dt.timezone.utc
 TOKYO = zoneinfo.ZoneInfo("Asia/Tokyo")
@@ -45,8 +45,8 @@ def pg_columns(zone: dt.tzinfo = UTC):
 @pytest.mark.parametrize("envelope", [True, False], ids=["schemas", "schemaless"])
 def test_compiled_writer_equals_the_plain_loop(zone, envelope):
     columns = pg_columns(zone)
-    fast = _value_writer(columns, "public.sales", envelope)
-    plain = _value_writer_reference(columns, "public.sales", envelope)
+    fast = value_writer(columns, "public.sales", envelope)
+    plain = value_writer_reference(columns, "public.sales", envelope)
     for row in ROWS:
         assert fast(row) == plain(row)
         json.loads(fast(row))  # valid JSON, whatever the values
@@ -54,7 +54,7 @@ def test_compiled_writer_equals_the_plain_loop(zone, envelope):
 
 def test_the_written_record():
     columns = pg_columns(TOKYO)
-    doc = json.loads(_value_writer(columns, "public.sales", True)(ROWS[0]), parse_float=Decimal)
+    doc = json.loads(value_writer(columns, "public.sales", True)(ROWS[0]), parse_float=Decimal)
     assert doc["schema"]["name"] == "public.sales"
     assert [f["field"] for f in doc["schema"]["fields"]] == [c[0] for c in PG_COLUMNS]
     assert doc["payload"] == {
@@ -63,12 +63,12 @@ def test_the_written_record():
         "local_at": "2018-10-31T23:30:00.000000Z",  # naive: read in db.timezone (Tokyo, +09:00)
         "day": "2018-11-01", "blob": "AP8=", "name": "お茶 500ml", 'odd "col"': 'say "hi"\\\n\x01',
     }
-    assert json.loads(_value_writer(columns, "t", True)(ROWS[2]))["payload"]["sold_at"] == "2018-03-24T16:59:59.999999Z"
+    assert json.loads(value_writer(columns, "t", True)(ROWS[2]))["payload"]["sold_at"] == "2018-03-24T16:59:59.999999Z"
 
 
 def test_key_writer_reads_the_key_columns_of_the_row():
     columns = pg_columns()
-    key = _value_writer([columns[0], columns[9]], "c.Key", False, indexes=[0, 9])
+    key = value_writer([columns[0], columns[9]], "c.Key", False, indexes=[0, 9])
     assert json.loads(key(ROWS[0])) == {"id": 1, "name": "お茶 500ml"}
 
 
@@ -76,7 +76,7 @@ def test_a_value_json_cannot_hold_is_refused_by_both():
     columns = pg_columns()
     row = list(ROWS[0])
     row[4] = Decimal("NaN")
-    for writer in (_value_writer(columns, "t", True), _value_writer_reference(columns, "t", True)):
+    for writer in (value_writer(columns, "t", True), value_writer_reference(columns, "t", True)):
         with pytest.raises(DataError, match="DECIMAL value NaN"):
             writer(row)
 

@@ -161,7 +161,8 @@ COMMON_KEYS: Final[tuple[Key, ...]] = (
     Key("key.converter.schemas.enable", "bool", True, "JsonConverter: wrap keys in a schema envelope."),
     Key("value.converter.schemas.enable", "bool", True, "JsonConverter: wrap values in a schema envelope."),
     Key("header.converter", "string", STRING_CONVERTER, "Accepted for compatibility; headers are strings."),
-    Key("errors.tolerance", "string", "none", "What a malformed record does: stop the run, or go to the dead-letter topic.", choices=("none", "all")),
+    Key("errors.tolerance", "string", "none", "What a malformed record does: stop the run, or go to the dead-letter topic.",
+        choices=("none", "all")),
     Key("errors.deadletterqueue.topic.name", "string", "", "Dead-letter topic (default <topic>.dlq when errors.tolerance=all)."),
     Key("errors.log.enable", "bool", False, "Log each tolerated error."),
     Key("errors.log.include.messages", "bool", False, "Include the record in the error log."),
@@ -181,7 +182,7 @@ class ConnectorClass:
     aliases: tuple[str, ...] = ()
     doc: str = ""
     #: Checks across keys (e.g. a mode that needs a column); raises ConfigError.
-    check: Callable[["ConnectorConfig"], None] | None = None
+    check: Callable[[ConnectorConfig], None] | None = None
 
     def all_keys(self) -> dict[str, Key]:
         keys = {k.name: k for k in COMMON_KEYS}
@@ -189,7 +190,7 @@ class ConnectorClass:
         return keys
 
 
-def one_task(cfg: "ConnectorConfig") -> None:
+def one_task(cfg: ConnectorConfig) -> None:
     """File connectors read or write one local file: exactly one task, as in Kafka Connect."""
     if cfg["tasks.max"] != 1:
         raise ConfigError("must be 1: a local file is read or written by one task (as in Kafka Connect)",
@@ -353,8 +354,8 @@ def validate(definition: Mapping[str, Any], *, source: str | None = None) -> Con
             return result
         except ConfigError as exc:
             errors.append(exc)
-    for exc in errors:
-        exc.connector_class = cls.name
+    for problem in errors:
+        problem.connector_class = cls.name
     error = errors[0] if len(errors) == 1 else InvalidDefinitions(errors, connector=name)
     error.connector_class = cls.name
     raise error
@@ -417,9 +418,9 @@ def read_definitions(directory: str | os.PathLike[str] | None = None) -> Definit
                 errors.append(exc)
                 continue
             found[cfg.name] = cfg
-    for exc in errors:
-        if exc.key == "name" and exc.connector in found:  # defined twice: neither copy runs
-            exc.connector_class = found.pop(exc.connector).cls.name
+    for problem in errors:
+        if problem.key == "name" and problem.connector in found:  # defined twice: neither copy runs
+            problem.connector_class = found.pop(problem.connector).cls.name
     return Definitions(tuple(found.values()), tuple(errors))
 
 

@@ -39,7 +39,7 @@ class InvalidDefinitions(ConfigError):
     """Several definition errors at once (one definition's keys, or a folder's definitions);
     ``errors`` holds each one, and the message lists them all, one a line."""
 
-    def __init__(self, errors: "list[ConfigError]", *, connector: str | None = None):
+    def __init__(self, errors: list[ConfigError], *, connector: str | None = None):
         self.errors = list(errors)
         head = (f"{len(self.errors)} errors in the definition of connector '{connector}'" if connector
                 else f"{len(self.errors)} invalid connector definition errors")

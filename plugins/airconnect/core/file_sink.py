@@ -25,10 +25,14 @@ from typing import Any, Final
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task, register
 from airconnect.core.converters import payload_text, plain_payload
 from airconnect.core.deadletters import SinkDeadLetters, tolerates
-from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import ConfigError, DataError
+from airconnect.core.failpoints import failpoint
 from airconnect.core.kafka_client import (
-    GroupCommitter, PartitionProgress, committed_group_offsets, read_to_end, sink_group_id,
+    GroupCommitter,
+    PartitionProgress,
+    committed_group_offsets,
+    read_to_end,
+    sink_group_id,
 )
 from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress

@@ -173,19 +173,19 @@ class FileSource:
             return True
         return all(line.count(b",") == self.fields - 1 for line in region.split(b"\n"))
 
-    def _malformed(self, line: bytes, pos: int) -> tuple[str | None, DataError | None]:
+    def _text(self, line: bytes, pos: int) -> str | DataError:
         """The line's text, or what is wrong with it (not UTF-8, the wrong number of fields)."""
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return None, DataError(f"the line at byte {pos} of {self.path} is not valid UTF-8 "
-                                   f"(byte {pos + exc.start}: {exc.reason})")
+            return DataError(f"the line at byte {pos} of {self.path} is not valid UTF-8 "
+                             f"(byte {pos + exc.start}: {exc.reason})")
         if self.fields:
             n = len(next(csv.reader([text]), []))
             if n != self.fields:
-                return None, DataError(f"the line at byte {pos} of {self.path} has {n} comma-separated field(s); "
-                                       f"csv.fields is {self.fields}")
-        return text, None
+                return DataError(f"the line at byte {pos} of {self.path} has {n} comma-separated field(s); "
+                                 f"csv.fields is {self.fields}")
+        return text
 
     def stored_offset(self) -> dict[str, Any] | None:
         offset = self.offsets.get(self.partition)
@@ -277,11 +277,12 @@ class FileSource:
             pending = b""
             pos = position  # byte position just after the last complete line seen
 
+            previous = offset
+
             def commit() -> None:
                 nonlocal previous
                 previous = self._commit(writer, key, f, txn, pos, st, prefix, previous, result, progress)
 
-            previous = offset
             while pos + len(pending) < end:
                 chunk = f.read(min(READ_CHUNK, end - pos - len(pending)))
                 if not chunk:
@@ -314,8 +315,9 @@ class FileSource:
                     line = data[start:nl]
                     if line.endswith(b"\r"):
                         line = line[:-1]
-                    text, error = self._malformed(line, pos)  # data[start] is at byte pos of the file
-                    if error is not None:
+                    text = self._text(line, pos)  # data[start] is at byte pos of the file
+                    if isinstance(text, DataError):
+                        error = text
                         if self.dead_topic is None:  # errors.tolerance=none: stop just before it
                             if txn.count:
                                 commit()

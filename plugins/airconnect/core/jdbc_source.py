@@ -64,10 +64,10 @@ import logging
 import re
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, check_timezone, register
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
@@ -264,7 +264,7 @@ def _missing_relation(exc: BaseException) -> bool:
     code = getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)  # psycopg2 / psycopg 3
     if code in ("42P01", "3F000"):  # undefined_table, invalid_schema_name
         return True
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = getattr(exc, "args", ())
     return bool(args) and args[0] in (1146, 1049)  # MySQL/MariaDB: no such table, no such database
 
 
@@ -443,7 +443,7 @@ def _envelope_ends(columns: Sequence[Column], record_name: str, envelope: bool) 
     return '{"schema":' + schema + ',"payload":{', "}}"
 
 
-def _value_writer(columns: Sequence[Column], record_name: str, envelope: bool,
+def value_writer(columns: Sequence[Column], record_name: str, envelope: bool,
                   indexes: Sequence[int] | None = None) -> Callable[[Sequence[Any]], bytes]:
     """``row -> JsonConverter bytes`` for ``columns`` (the row's values at ``indexes``, by default
     all of them in order): the schema envelope (built once) and the payload struct.
@@ -451,7 +451,7 @@ def _value_writer(columns: Sequence[Column], record_name: str, envelope: bool,
     The writer is compiled into one function per column set, like ``dataclasses`` and
     ``namedtuple`` build theirs: per row it unpacks the values and formats each inline, with no
     loop, no per-column call for text and whole numbers, and one string build. It writes exactly
-    what ``_value_writer_reference`` writes (the unit tests compare them).
+    what ``value_writer_reference`` writes (the unit tests compare them).
     """
     head, tail = _envelope_ends(columns, record_name, envelope)
     env: dict[str, Any] = dict(_INLINE_NAMES)
@@ -477,8 +477,8 @@ def _value_writer(columns: Sequence[Column], record_name: str, envelope: bool,
     return ns["_make"](**env)
 
 
-def _value_writer_reference(columns: Sequence[Column], record_name: str, envelope: bool) -> Callable[[Sequence[Any]], bytes]:
-    """The plain form of :func:`_value_writer`: a loop over the columns."""
+def value_writer_reference(columns: Sequence[Column], record_name: str, envelope: bool) -> Callable[[Sequence[Any]], bytes]:
+    """The plain form of :func:`value_writer`: a loop over the columns."""
     prefixes = [_dumps_str(c.name) + ":" for c in columns]
     writers = [c.write for c in columns]
     head, tail = _envelope_ends(columns, record_name, envelope)
@@ -678,7 +678,7 @@ class JdbcSource:
             log.warning("%s (timestamp.null.handling=warn: reported on every run, never dropped silently)", msg)
 
         record_name = table.source if "table" in partition else topic
-        to_value = _value_writer(columns, record_name, self.config["value.converter.schemas.enable"])
+        to_value = value_writer(columns, record_name, self.config["value.converter.schemas.enable"])
         key_idx = [names.index(c) for c in key_cols]
         to_key = self._key_writer([columns[i] for i in key_idx], key_idx) if key_idx else None
 
@@ -727,8 +727,10 @@ class JdbcSource:
             last_row: Sequence[Any] | None = None  # the batch's last row: its timestamp and id make the offset
             lookback_us = int(self.lookback.total_seconds() * 1_000_000)
 
+            ts_i = cast(int, ts_idx)  # row_micros is called in the timestamp modes only
+
             def row_micros(row: Sequence[Any]) -> int:
-                raw_ts = row[ts_idx] if row[ts_idx] is not None or len(ts_cols) == 1 else next(
+                raw_ts = row[ts_i] if row[ts_i] is not None or len(ts_cols) == 1 else next(
                     (row[i] for i in ts_cols if row[i] is not None), None)
                 return micros_of(self._aware(raw_ts, naive_ts))
 
@@ -800,7 +802,7 @@ class JdbcSource:
                             continue
                     # A batch is cut before this row, except inside a group of equal timestamps
                     # in timestamp mode (the offset could not tell the group's rows apart).
-                    if count >= batch and not (timestamp_only and row_micros(row) == row_micros(last_row)):
+                    if count >= batch and not (timestamp_only and row_micros(row) == row_micros(cast(Sequence[Any], last_row))):
                         previous = commit()
                     try:
                         append_value(to_value(row))
@@ -1007,7 +1009,7 @@ class JdbcSource:
             cur.close()
 
     def _key_writer(self, key_columns: Sequence[Column], indexes: Sequence[int]) -> Callable[[Sequence[Any]], bytes]:
-        return _value_writer(key_columns, f"{self.name}.Key", self.config["key.converter.schemas.enable"], indexes)
+        return value_writer(key_columns, f"{self.name}.Key", self.config["key.converter.schemas.enable"], indexes)
 
     def _check_offset(self, partition: Mapping[str, Any], offset: Mapping[str, Any] | None) -> None:
         if offset is None:
@@ -1072,7 +1074,7 @@ class JdbcSource:
                 params.append(self._param(last - int(self.lookback.total_seconds() * 1_000_000), naive))
             elif mode == "timestamp+incrementing" and (offset or {}).get("incrementing") is not None:
                 where.append(f"(({ts} = %s AND {inc} > %s) OR {ts} > %s)")
-                params += [self._param(last, naive), offset["incrementing"], self._param(last, naive)]
+                params += [self._param(last, naive), (offset or {})["incrementing"], self._param(last, naive)]
             else:
                 where.append(f"{ts} > %s")
                 params.append(self._param(last, naive))
@@ -1107,7 +1109,7 @@ class JdbcSource:
         if "incrementing" in self.mode and batch_last_inc is not None:
             inc = int(batch_last_inc) if not isinstance(batch_last_inc, int) else batch_last_inc
             prev_inc = (previous or {}).get("incrementing")
-            if "timestamp" in self.mode and None not in (last_micros, batch_last_ts, prev_inc):
+            if "timestamp" in self.mode and last_micros is not None and batch_last_ts is not None and prev_inc is not None:
                 # The offset is the newest (timestamp, id) delivered. With a lookback a batch may hold
                 # only late rows, older than the stored offset: the position stays where it was.
                 if batch_last_ts < last_micros or (batch_last_ts == last_micros and inc < prev_inc):

@@ -52,7 +52,7 @@ def _flat_object(obj: dict[Any, Any]) -> str | None:
     """The common case, an object of strings, integers, decimals and nulls (a database row),
     written without recursion; ``None`` when a value is of another type. Same text as
     :func:`_write`."""
-    parts = []
+    parts: list[str] = []
     append = parts.append
     for k, v in obj.items():
         t = type(v)

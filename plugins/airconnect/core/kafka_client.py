@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -23,8 +24,8 @@ from typing import Any, Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import DataError, KafkaUnavailableError, PermanentError
+from airconnect.core.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,8 @@ def journal_key(connector: str, partition: Mapping[str, Any]) -> bytes:
     return json.dumps([connector, dict(partition)], separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
-def read_journal(conn: Mapping[str, Any], connector: str, timeout: float = DEFAULT_TIMEOUT) -> dict[bytes, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+def read_journal(conn: Mapping[str, Any], connector: str,
+                 timeout: float = DEFAULT_TIMEOUT) -> dict[bytes, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
     """The newest committed journal entry per partition key of ``connector``: key -> (offset, previous)."""
     prefix = json.dumps([connector], separators=(",", ":"), ensure_ascii=False)[:-1].encode() + b","
     found: dict[bytes, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
@@ -380,7 +382,7 @@ def read_to_end(
                 f"({exc.args[0].str() if exc.args else exc}); is the broker running?"
             ) from None
         wanted: list[TopicPartition] = []
-        for topic, starts in topics.items():
+        for topic in topics:
             meta = md.topics.get(topic)
             if meta is None or meta.error is not None:
                 log.info("topic %s does not exist (yet): nothing to read", topic)
@@ -398,7 +400,7 @@ def read_to_end(
         prog = progress if progress is not None else {}
         for tp in wanted:
             # Right after a leader election (a broker restarted) the end offset is briefly unknown.
-            low, high = with_retries(lambda tp=tp: consumer.get_watermark_offsets(tp, timeout=timeout), conn,
+            low, high = with_retries(functools.partial(consumer.get_watermark_offsets, tp, timeout=timeout), conn,
                                      f"reading the end offsets of {tp.topic}[{tp.partition}]", timeout)
             starts = topics.get(tp.topic) or {}
             start = starts.get(tp.partition)

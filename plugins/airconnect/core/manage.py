@@ -3,6 +3,7 @@ offsets, delete a connector's topics. Airflow-free; the CLI and the REST plugin 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -15,7 +16,14 @@ from confluent_kafka.admin import AdminClient
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.errors import OffsetError, RedeliveryRefused
 from airconnect.core.kafka_client import (
-    OFFSETS_TOPIC, Admin, client_config, commit_group_offsets, journal_key, kafka_error, read_journal, sink_group_id,
+    OFFSETS_TOPIC,
+    Admin,
+    client_config,
+    commit_group_offsets,
+    journal_key,
+    kafka_error,
+    read_journal,
+    sink_group_id,
     with_retries,
 )
 from airconnect.core.offsets import KeyValueStore, Offsets
@@ -72,7 +80,8 @@ def redelivery_targets(config: ConnectorConfig, kafka: Mapping[str, Any], timeou
                 continue
             offsets = 0  # records and transaction markers alike: only "empty or not" matters here
             for p in meta.partitions:
-                low, high = with_retries(lambda: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout),
+                low, high = with_retries(functools.partial(consumer.get_watermark_offsets, TopicPartition(topic, p),
+                                                           timeout=timeout),
                                          kafka, f"reading the offsets of {topic}[{p}]")
                 offsets += high - low
             if offsets:

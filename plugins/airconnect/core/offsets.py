@@ -16,8 +16,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-from airconnect.core.failpoints import failpoint
 from airconnect.core.errors import OffsetError
+from airconnect.core.failpoints import failpoint
 
 VARIABLE_PREFIX: Final = "airconnect.offsets."
 
@@ -36,7 +36,7 @@ class KeyValueStore(Protocol):
     def delete(self, key: str) -> None: ...
 
 
-class MemoryStore(dict):  # type: ignore[type-arg]
+class MemoryStore(dict[str, str]):
     """A dict that satisfies :class:`KeyValueStore`; for tests and dry runs."""
 
     def set(self, key: str, value: str) -> None:

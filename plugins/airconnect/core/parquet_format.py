@@ -90,7 +90,7 @@ class ParquetSchema:
 
     def row(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """The payload as a row of this schema; :class:`DataError` if it does not fit."""
-        row = {}
+        row: dict[str, Any] = {}
         for name, optional, convert in self._convert:
             value = payload.get(name)
             if value is None:

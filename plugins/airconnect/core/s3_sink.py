@@ -48,9 +48,10 @@ Why a crash never exports a record twice (the reasoning Kafka Connect's S3 sink 
 
 A record that cannot be exported (not JSON, not an object, no timestamp field) goes to the
 dead-letter topic with ``errors.tolerance=all`` (it still counts towards the partition's
-checkpoint, so cuts stay where a re-run puts them). With ``none`` it stops its partition: the records before it are exported and checkpointed, the offset stays at the bad
-record, the other partitions are exported to their end (so every cut stays at an offset a
-re-run reproduces), and the run raises :class:`DataError` naming the record.
+checkpoint, so cuts stay where a re-run puts them). With ``none`` it stops its partition: the
+records before it are exported and checkpointed, the offset stays at the bad record, the other
+partitions are exported to their end (so every cut stays at an offset a re-run reproduces), and
+the run raises :class:`DataError` naming the record.
 """
 
 from __future__ import annotations
@@ -70,13 +71,18 @@ from zoneinfo import ZoneInfo
 from airconnect.core import jsonexact
 from airconnect.core.config import JSON_CONVERTER, ConnectorClass, ConnectorConfig, Key, check_timezone, register
 from airconnect.core.deadletters import SinkDeadLetters, tolerates
-from airconnect.core.failpoints import failpoint
-from airconnect.core.parquet_format import CODECS, ParquetRows, ParquetSchema, schema_key
 from airconnect.core.errors import ConfigError, DataError, KafkaUnavailableError, TransientError
+from airconnect.core.failpoints import failpoint
 from airconnect.core.kafka_client import (
-    PartitionProgress, client_config, commit_group_offsets, kafka_error, read_to_end, sink_group_id,
+    PartitionProgress,
+    client_config,
+    commit_group_offsets,
+    kafka_error,
+    read_to_end,
+    sink_group_id,
 )
 from airconnect.core.offsets import KeyValueStore, Offsets
+from airconnect.core.parquet_format import CODECS, ParquetRows, ParquetSchema, schema_key
 from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -683,7 +689,7 @@ class S3Sink:
         partitions: dict[TopicAndPartition, PartitionProgress] = {}
         saved: dict[TopicAndPartition, int] = {}  # offsets as of the last checkpoint (else the run's start)
         since_checkpoint: Counter[TopicAndPartition] = Counter()
-        open_objects: dict[tuple[str, int, int, int], ObjectUpload] = {}
+        open_objects: dict[tuple[str, int, int, int], Any] = {}  # ObjectUpload or ParquetUpload
         failures: dict[TopicAndPartition, tuple[int, str, str]] = {}  # partition -> (offset, what was wrong, key)
         months: set[tuple[int, int]] = set()
 
@@ -723,7 +729,7 @@ class S3Sink:
                 if tp in failures:
                     continue  # this partition stops at its bad record; the others go on
                 try:
-                    converted = self._line_and_month(msg.value())
+                    converted: Any = self._line_and_month(msg.value())
                 except DataError as exc:
                     if dead is None:
                         failures[tp] = (offset, str(exc), getattr(exc, "key", None) or "value.converter")
@@ -738,7 +744,7 @@ class S3Sink:
                 else:
                     line, (year, month), row, pschema = converted
                     okey = (topic, p, year, month)
-                    obj = open_objects.get(okey)
+                    obj: Any = open_objects.get(okey)
                     if obj is not None and pschema is not None and obj.schema_key != pschema.key:
                         close(okey)  # the schema changed: a new object starts here (as Connect does)
                         obj = None
@@ -856,10 +862,11 @@ def write_month_manifest(config: ConnectorConfig, client: Any, kafka: Mapping[st
             if ids is not None and is_stale(meta, current):
                 stale.append(_stale_entry(key, size, topic, meta))
                 continue
-            records, sha256 = meta.get("records", ""), meta.get("sha256", "")
-            if not records.isdigit() or len(sha256) != 64:
+            count, sha256 = meta.get("records", ""), meta.get("sha256", "")
+            records = int(count) if count.isdigit() and len(sha256) == 64 else None
+            if records is None:
                 records, sha256 = _count_and_hash(store, key)
-            objects.append({"key": key, "size": size, "records": int(records), "sha256": sha256})
+            objects.append({"key": key, "size": size, "records": records, "sha256": sha256})
         doc_topics[topic] = {"objects": objects, "records": sum(o["records"] for o in objects), "topic_id": current}
     manifest = {
         "connector": name,
@@ -929,7 +936,7 @@ def _count_and_hash(store: S3Bucket, key: str) -> tuple[int, str]:
     when the key ends with ``.gz``)."""
     log.info("s3://%s/%s has no records/sha256 metadata; reading it to count its lines", store.name, key)
     stream = store.get_stream(key)
-    raw = _HashingReader(stream)
+    raw: Any = _HashingReader(stream)
     reader: Any = gzip.GzipFile(fileobj=raw, mode="rb") if key.endswith(".gz") else raw
     lines, last = 0, b"\n"
     try:
