@@ -22,11 +22,10 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
-from airconnect.core.config import read_definitions
-from airconnect.core.file_source import FILE_SOURCE
-from airconnect.core.jdbc_source import JDBC_SOURCE
-from airconnect.core.manage import topics_of
-from airconnect.core.s3_sink import S3_SINK
+from airconnect.connectors.file.source import FILE_SOURCE
+from airconnect.connectors.jdbc.spec import JDBC_SOURCE
+from airconnect.connectors.s3.spec import S3_SINK
+from airconnect.core.registry import read_definitions
 from airconnect.operators import JdbcSourceOperator
 from airconnect_retail.assets import INVENTORY, SALES_FORECAST
 from airconnect_retail.auto_order import orders_topic
@@ -34,7 +33,7 @@ from airconnect_retail.operators import InventoryViewOperator, PlaceOrdersOperat
 
 # Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
 definitions = read_definitions().using(JDBC_SOURCE, S3_SINK, FILE_SOURCE)
-publishers = [c for c in definitions if c.cls is JDBC_SOURCE and orders_topic() in topics_of(c)]
+publishers = [c for c in definitions if c.cls is JDBC_SOURCE and orders_topic() in c.topics]
 sinks = [c for c in definitions if c.cls is S3_SINK]
 # The inventory is what flow 1 loads: the file source's topic (zaiko-data).
 inventory_topic = next((c["topic"] for c in definitions if c.cls is FILE_SOURCE), "zaiko-data")

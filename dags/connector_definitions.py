@@ -8,6 +8,6 @@ not JSON) would break none. This file defines no DAG: it lists every invalid def
 
 from __future__ import annotations
 
-from airconnect.core.config import read_definitions
+from airconnect.core.registry import read_definitions
 
 read_definitions().raise_errors()

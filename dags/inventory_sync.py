@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from airconnect.core.config import read_definitions
-from airconnect.core.file_sink import FILE_SINK
-from airconnect.core.file_source import FILE_SOURCE
+from airconnect.connectors.file.sink import FILE_SINK
+from airconnect.connectors.file.source import FILE_SOURCE
+from airconnect.core.registry import read_definitions
 from airconnect.operators import FileSinkOperator, FileSourceOperator
 from airconnect.sensors import FileChangeSensor
 from airconnect_retail.assets import INVENTORY

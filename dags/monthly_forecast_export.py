@@ -21,10 +21,9 @@ from airflow.sdk import DAG, Param, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from airconnect.assets import manifest_asset
-from airconnect.core.config import read_definitions
-from airconnect.core.jdbc_source import JDBC_SOURCE
-from airconnect.core.manage import topics_of
-from airconnect.core.s3_sink import S3_SINK
+from airconnect.connectors.jdbc.spec import JDBC_SOURCE
+from airconnect.connectors.s3.spec import S3_SINK
+from airconnect.core.registry import read_definitions
 from airconnect.operators import JdbcSourceOperator, MonthManifestOperator, S3SinkOperator
 
 # Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
@@ -32,7 +31,7 @@ definitions = read_definitions().using(JDBC_SOURCE, S3_SINK)
 sinks = [c for c in definitions if c.cls is S3_SINK]
 # The sources that feed the sinks: JDBC sources writing a topic an S3 sink exports.
 exported = {t for sink in sinks for t in sink["topics"]}
-sources = [c for c in definitions if c.cls is JDBC_SOURCE and exported.intersection(topics_of(c))]
+sources = [c for c in definitions if c.cls is JDBC_SOURCE and exported.intersection(c.topics)]
 
 with DAG(
     dag_id="monthly_forecast_export",

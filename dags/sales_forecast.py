@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param
 
 from airconnect.assets import manifest_asset
-from airconnect.core.config import read_definitions
-from airconnect.core.s3_sink import S3_SINK
+from airconnect.connectors.s3.spec import S3_SINK
+from airconnect.core.registry import read_definitions
 from airconnect_retail.assets import SALES_FORECAST
 from airconnect_retail.operators import SalesForecastOperator
 from airconnect_retail.sales_forecast import forecast_topic

@@ -16,9 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from airconnect.core.config import load_definitions
-from airconnect.core.manage import delete_topics, reset_named_offsets, reset_offsets, topics_of
-from airconnect.core.s3_sink import manifest_key
+from airconnect.connectors.s3.manifest import manifest_key
+from airconnect.core.manage import delete_topics, reset_named_offsets, reset_offsets
+from airconnect.core.registry import load_definitions
 from airconnect.hooks import VariableStore, kafka_config
 from airconnect.operators import s3_client
 from airconnect_retail.auto_order import OrderSettings, orders_topic
@@ -39,7 +39,7 @@ def _s3():
 def _autoorder_conn():
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    orders = next(c for c in DEFS.values() if orders_topic() in topics_of(c))
+    orders = next(c for c in DEFS.values() if orders_topic() in c.topics)
     return PostgresHook(postgres_conn_id=orders["db.conn.id"]).get_conn()
 
 
@@ -48,7 +48,7 @@ def fresh() -> None:
     topics: list[str] = []
     for name in FLOW_2_3:
         reset_offsets(DEFS[name], store, kafka, redeliver=True)  # its topics are deleted below
-        topics += topics_of(DEFS[name])
+        topics += DEFS[name].topics
     reset_named_offsets(forecast_topic(), store, kafka)
     reset_named_offsets(OrderSettings().view, store, kafka, group=f"airconnect-{OrderSettings().view}")
     deleted = delete_topics(sorted({*topics, forecast_topic(), orders_topic()}), kafka)

@@ -18,8 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from airconnect.core.config import Definitions, read_definitions, validate
 from airconnect.core.errors import AirconnectError, ConfigError
+from airconnect.core.registry import Definitions, read_definitions, validate
 
 
 def _pick(definitions: Definitions, names: list[str]) -> list:
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"airconnect: invalid, not listed: {problem}", file=sys.stderr)
             for c in defs.values():
                 doc = manage.get_offsets(c, store)
-                line = f"{c.name}\t{c.cls.name}\t{c.kind}\ttopics={','.join(manage.topics_of(c))}\toffsets={json.dumps(doc['offsets'])}"
+                line = f"{c.name}\t{c.cls.name}\t{c.kind}\ttopics={','.join(c.topics)}\toffsets={json.dumps(doc['offsets'])}"
                 if c.kind == "sink":
                     try:
                         rows = manage.sink_lag(c, store, kafka_config(args.kafka_conn_id or c["kafka.conn.id"]))
@@ -134,13 +134,14 @@ def main(argv: list[str] | None = None) -> int:
                 # With --delete-topics nothing is left to hold the records twice.
                 print(manage.reset_offsets(c, store, kafka_config(conn_id),
                                            redeliver=args.redeliver or args.delete_topics)["message"])
-                topics.setdefault(conn_id, set()).update(manage.topics_of(c))
+                topics.setdefault(conn_id, set()).update(c.topics)
             if args.delete_topics:
                 for conn_id, names in topics.items():
                     deleted = manage.delete_topics(sorted(names), kafka_config(conn_id))
                     print(f"deleted topics: {', '.join(deleted) or '(none existed)'}")
             if args.delete_stale_objects:
-                from airconnect.core.s3_sink import S3_SINK, remove_stale_objects
+                from airconnect.connectors.s3.manifest import remove_stale_objects
+                from airconnect.connectors.s3.spec import S3_SINK
                 from airconnect.hooks import s3_client
 
                 for c in _pick(definitions, args.names):

@@ -6,20 +6,22 @@ fail the task without retries; broker, database and S3 outages raise and are ret
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, validate
+from airconnect.connectors.file.sink import FILE_SINK
+from airconnect.connectors.file.source import FILE_SOURCE
+from airconnect.connectors.jdbc.spec import JDBC_SOURCE
+from airconnect.connectors.s3.manifest import MANIFEST_PREFIX, write_month_manifest
+from airconnect.connectors.s3.spec import S3_SINK
+from airconnect.core.config import ConnectorClass, ConnectorConfig
 from airconnect.core.errors import ConfigError, PermanentError
-from airconnect.core.file_sink import FILE_SINK
-from airconnect.core.file_source import FILE_SOURCE
-from airconnect.core.jdbc_source import JDBC_SOURCE
 from airconnect.core.months import parse_month
+from airconnect.core.registry import validate
 from airconnect.core.runtime import run
-from airconnect.core.s3_sink import MANIFEST_PREFIX, S3_SINK, write_month_manifest
 from airconnect.hooks import s3_client
 
 
@@ -47,8 +49,9 @@ class ConnectorOperator(BaseOperator):
         self.kafka_config_id = kafka_config_id
 
     def connector_resources(self, config: ConnectorConfig) -> dict[str, Any]:
-        """What the connector needs besides Kafka and the offset store (DB connection, S3 client)."""
-        return {}
+        """What the connector's spec says it needs besides Kafka and the offset store, from Airflow:
+        a DB-API connection factory (``connect``), a boto3 S3 client (``s3_client``)."""
+        return {name: RESOURCES[name](config) for name in config.cls.resources}
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airconnect.hooks import VariableStore, kafka_config
@@ -106,6 +109,13 @@ def db_connect(conn_id: str, connector: str) -> Any:
     )
 
 
+#: How the Airflow glue provides each resource a connector's spec names (``ConnectorClass.resources``).
+RESOURCES: dict[str, Callable[[ConnectorConfig], Any]] = {
+    "connect": lambda config: db_connect(config["db.conn.id"], config.name),
+    "s3_client": lambda config: s3_client(config["aws.conn.id"]),
+}
+
+
 class JdbcSourceOperator(ConnectorOperator):
     """Reads new rows of database tables into topics, exactly once (Kafka Connect's JDBC source).
 
@@ -116,9 +126,6 @@ class JdbcSourceOperator(ConnectorOperator):
     """
 
     connector_class = JDBC_SOURCE
-
-    def connector_resources(self, config: ConnectorConfig) -> dict[str, Any]:
-        return {"connect": db_connect(config["db.conn.id"], config.name)}
 
 
 class S3SinkOperator(ConnectorOperator):
@@ -132,9 +139,6 @@ class S3SinkOperator(ConnectorOperator):
     """
 
     connector_class = S3_SINK
-
-    def connector_resources(self, config: ConnectorConfig) -> dict[str, Any]:
-        return {"s3_client": s3_client(config["aws.conn.id"])}
 
 
 class MonthManifestOperator(BaseOperator):

@@ -37,18 +37,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import airconnect
 from airconnect.core import manage
-from airconnect.core.config import (
-    COMMON_KEYS,
-    ConnectorClass,
-    ConnectorConfig,
-    _coerce,
-    _substitute_env,
-    connector_classes,
-    lookup_class,
-    read_definitions,
-    validate,
-)
+from airconnect.core.config import COMMON_KEYS, ConnectorClass, ConnectorConfig, coerce, substitute_env
 from airconnect.core.errors import AirconnectError, ConfigError, OffsetError, RedeliveryRefused, TransientError
+from airconnect.core.registry import connector_classes, lookup_class, read_definitions, validate
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +328,7 @@ def validate_config(cls: ConnectorClass, config: dict[str, Any]) -> dict[str, An
             if v is None or v == "":
                 continue
             try:
-                _coerce(keys[k], _substitute_env(v, name, k), name)
+                coerce(keys[k], substitute_env(v, name, k), name)
             except ConfigError as exc:
                 errors[k].append(_bare(exc))
         elif not k.startswith(("transforms", "predicates", "consumer.override.", "producer.override.")):
@@ -427,7 +418,7 @@ def get_connector_tasks(name: str) -> list[dict[str, Any]]:
 
 @app.get("/connectors/{name}/topics")
 def get_connector_topics(name: str) -> dict[str, Any]:
-    return {name: {"topics": manage.topics_of(_connector(name))}}
+    return {name: {"topics": _connector(name).topics}}
 
 
 def _set_paused(config: ConnectorConfig, paused: bool) -> None:

@@ -8,9 +8,10 @@ from typing import Any
 
 from airflow.sdk.bases.sensor import BaseSensorOperator
 
-from airconnect.core.config import ConnectorConfig, validate
-from airconnect.core.file_source import change_reason
+from airconnect.connectors.file.source import change_reason
+from airconnect.core.config import ConnectorConfig
 from airconnect.core.offsets import Offsets
+from airconnect.core.registry import validate
 from airconnect.triggers import FileChangeTrigger
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airconnect.core.file_source import change_reason
+from airconnect.connectors.file.source import change_reason
 
 
 class FileChangeTrigger(BaseTrigger):

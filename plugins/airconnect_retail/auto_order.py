@@ -28,11 +28,11 @@ from typing import Any, Final
 
 from airconnect.core.config import project_dir
 from airconnect.core.converters import payload_text
+from airconnect.core.delivery import SinkDelivery
 from airconnect.core.errors import DataError
 from airconnect.core.failpoints import failpoint
-from airconnect.core.kafka_client import PartitionProgress, commit_group_offsets, read_to_end
 from airconnect.core.months import parse_month
-from airconnect.core.offsets import KeyValueStore, Offsets
+from airconnect.core.offsets import KeyValueStore
 from airconnect.core.progress import Progress
 from airconnect_retail.ordering import ItemPolicy, plan_orders
 
@@ -89,17 +89,15 @@ def update_inventory_view(conn: Any, kafka: Mapping[str, Any], store: KeyValueSt
                           settings: OrderSettings = OrderSettings()) -> dict[str, Any]:
     """Apply the new inventory records to ``inventory_latest``; return counts."""
     ensure_schema(conn)
-    offsets = Offsets(store, settings.view)
-    starts: dict[int, int] = {}
-    for partition, _offset in offsets.items():
-        if partition.get("kafka_topic") == settings.inventory_topic:
-            starts[int(partition["kafka_partition"])] = offsets.get_int(partition, "kafka_offset") or 0
     progress = Progress(log, f"inventory view <- {settings.inventory_topic}")
-    parts: dict[tuple[str, int], PartitionProgress] = {}
+    with SinkDelivery(settings.view, store, kafka, [settings.inventory_topic], group=f"airconnect-{settings.view}") as delivery:
+        return _apply_inventory(conn, delivery, settings, progress)
+
+
+def _apply_inventory(conn: Any, delivery: SinkDelivery, settings: OrderSettings, progress: Progress) -> dict[str, Any]:
     latest: dict[tuple[str, str], tuple[int, dt.datetime, int]] = {}
     records = 0
-    for msg in read_to_end(kafka, {settings.inventory_topic: starts}, group_id=f"airconnect-{settings.view}",
-                           progress=parts):
+    for msg in delivery.records():
         text = payload_text(msg.value())
         if text is None:
             continue
@@ -125,12 +123,9 @@ def update_inventory_view(conn: Any, kafka: Mapping[str, Any], store: KeyValueSt
     failpoint("view.applied")
     conn.commit()
     failpoint("view.committed")
-    moved = {k: pp.next_offset for k, pp in parts.items() if pp.next_offset != pp.start}
-    for (topic, p), nxt in moved.items():
-        offsets.put({"kafka_topic": topic, "kafka_partition": p}, {"kafka_offset": nxt})
-    if moved:
-        offsets.save()
-        commit_group_offsets(kafka, f"airconnect-{settings.view}", moved)
+    moved = {k: pp.next_offset for k, pp in delivery.positions.items() if pp.next_offset != pp.start}
+    if moved:  # the view is committed: now its offsets
+        delivery.checkpoint(moved)
     progress.done()
     cur = conn.cursor()
     cur.execute("SELECT COUNT(*) FROM inventory_latest")

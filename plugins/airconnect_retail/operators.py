@@ -12,9 +12,10 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airconnect.core.config import ConnectorConfig, validate
+from airconnect.connectors.jdbc.spec import JDBC_SOURCE
+from airconnect.core.config import ConnectorConfig
 from airconnect.core.errors import ConfigError, PermanentError
-from airconnect.core.jdbc_source import JDBC_SOURCE
+from airconnect.core.registry import validate
 from airconnect.hooks import s3_client
 from airconnect.operators import db_connect, s3_sink_config
 

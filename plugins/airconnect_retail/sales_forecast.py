@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from airconnect.connectors.s3.manifest import MANIFEST_PREFIX
+from airconnect.connectors.s3.spec import TOPIC_ID_METADATA
+from airconnect.core.delivery import SourceDelivery
 from airconnect.core.errors import DataError, PermanentError
-from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
 from airconnect.core.months import parse_month
-from airconnect.core.offsets import KeyValueStore, Offsets
+from airconnect.core.offsets import KeyValueStore
 from airconnect.core.progress import Progress
-from airconnect.core.s3_sink import MANIFEST_PREFIX, TOPIC_ID_METADATA
 
 log = logging.getLogger(__name__)
 
@@ -230,17 +231,8 @@ def publish_forecast(doc: Mapping[str, Any], settings: ForecastSettings, kafka: 
     like every source; the Variable ``airconnect.offsets.<publisher>`` is set after the commit.
     """
     partition = {"forecast": settings.forecast_topic}
-    offsets = Offsets(store, settings.publisher)
-    stored = offsets.get(partition)
-    admin = Admin(kafka)
-    admin.ensure_topic(settings.forecast_topic)
-    admin.ensure_offsets_topic()
-    writer = SourceWriter(kafka, settings.publisher)
-    try:
-        current = writer.recover(journal_key(settings.publisher, partition), stored)
-        if current != stored and current is not None:
-            offsets.put(partition, current)
-            offsets.save()
+    with SourceDelivery(settings.publisher, store, kafka, topics=[settings.forecast_topic]) as delivery:
+        current = delivery.resume(partition)
         published = (current or {}).get("months", [])
         if doc["month"] in published:
             log.info("the forecast for %s was already published to %s; nothing to do", doc["month"], settings.forecast_topic)
@@ -250,15 +242,9 @@ def publish_forecast(doc: Mapping[str, Any], settings: ForecastSettings, kafka: 
             keys.append(json.dumps({"item_id": row["item_id"], "shop_id": row["shop_id"]}, sort_keys=True).encode())
             values.append(json.dumps({"month": doc["month"], "item_id": row["item_id"], "shop_id": row["shop_id"],
                                       "units": row["units"], "method": row["method"]}, sort_keys=True).encode())
-        new = {"months": sorted({*published, doc["month"]})[-24:]}
-        writer.begin()
-        writer.produce_many(settings.forecast_topic, values, keys)
-        writer.commit({journal_key(settings.publisher, partition): (new, current)})
-        offsets.put(partition, new)
-        offsets.save()
+        delivery.send(settings.forecast_topic, values, keys)
+        delivery.commit(partition, {"months": sorted({*published, doc["month"]})[-24:]})
         return {"published": len(values), "month": doc["month"], "already_published": False}
-    finally:
-        writer.close()
 
 
 def latest_forecast(s3: Any, bucket: str, month: str | None = None) -> dict[str, Any] | None:

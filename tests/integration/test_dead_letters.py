@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from airconnect.core.config import validate
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.offsets import MemoryStore
+from airconnect.core.registry import validate
 from airconnect.core.runtime import run
 from helpers import file_sink, file_source, read_topic
 

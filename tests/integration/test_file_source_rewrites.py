@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from airconnect.core.config import validate
+from airconnect.connectors.file.source import change_reason
 from airconnect.core.errors import ConfigError
-from airconnect.core.file_source import change_reason
 from airconnect.core.kafka_client import Admin
 from airconnect.core.offsets import MemoryStore, Offsets
+from airconnect.core.registry import validate
 from airconnect.core.runtime import run
 from helpers import file_source, read_topic
 

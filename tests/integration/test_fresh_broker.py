@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from airconnect.core import manage
-from airconnect.core.config import validate
 from airconnect.core.kafka_client import commit_group_offsets
 from airconnect.core.offsets import MemoryStore
+from airconnect.core.registry import validate
 from helpers import file_sink
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import pytest
 
-from airconnect.core.config import validate
+from airconnect.connectors.jdbc.source import JdbcSource
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
-from airconnect.core.jdbc_source import JdbcSource
 from airconnect.core.jsonexact import loads
 from airconnect.core.offsets import MemoryStore
+from airconnect.core.registry import validate
 from helpers import generator, read_topic
 
 UTC = dt.timezone.utc
@@ -496,7 +496,7 @@ def test_identifiers_are_quoted_by_each_dialects_rules():
     import psycopg2
     from psycopg2 import sql
 
-    from airconnect.core.jdbc_source import DIALECTS
+    from airconnect.connectors.jdbc.dialect import DIALECTS
 
     conn = psycopg2.connect(generator().default_pg_dsn())
     try:

@@ -16,12 +16,12 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from airconnect.core.config import validate
+from airconnect.connectors.s3.manifest import write_month_manifest
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
 from airconnect.core.manage import reset_offsets
 from airconnect.core.offsets import MemoryStore
+from airconnect.core.registry import validate
 from airconnect.core.runtime import run
-from airconnect.core.s3_sink import write_month_manifest
 
 S3_ENDPOINT = f"http://127.0.0.1:{os.environ.get('AIRCONNECT_S3_PORT', '9000')}"
 MiB = 1024 * 1024
@@ -681,7 +681,7 @@ def test_a_recreated_topic_leaves_stale_objects_that_the_manifest_excludes_and_r
     assert all(flow.metadata(k)["kafka-topic-id"] == now for k in fresh)
     assert all(flow.metadata(k)["kafka-topic-id"] == first_life for k in stale)
 
-    with _Warnings("airconnect.core.s3_sink") as warnings:
+    with _Warnings("airconnect.connectors.s3") as warnings:
         result = MonthManifestOperator(task_id="m", connector=flow.definition(), month="2019-03").execute({})
 
     assert (result["records"], result["objects"]) == (3, 2)  # the topic as it is now: 3 records
@@ -700,7 +700,7 @@ def test_a_recreated_topic_leaves_stale_objects_that_the_manifest_excludes_and_r
     settings = replace(settings_for(validate(flow.definition())), item_field="sku", quantity_field="qty")
     assert monthly_units(s3, settings, "2019-03") == ({("PAN-07", "EC"): {"2019-03": 3.0}}, 2)
 
-    from airconnect.core.s3_sink import remove_stale_objects
+    from airconnect.connectors.s3.manifest import remove_stale_objects
 
     assert remove_stale_objects(validate(flow.definition()), s3, kafka) == stale
     assert sorted(flow.objects()) == fresh

@@ -48,7 +48,7 @@ def _host_ports(service: dict) -> dict[int, int]:
 
 def _used_conn_ids() -> set[str]:
     """Connection ids the connector definitions and the DAGs use."""
-    from airconnect.core.config import load_definitions
+    from airconnect.core.registry import load_definitions
 
     used = set()
     for c in load_definitions(ROOT / "include" / "connectors"):

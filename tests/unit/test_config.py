@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from airconnect.core.config import load_definitions, read_definitions, validate
 from airconnect.core.errors import ConfigError
+from airconnect.core.registry import load_definitions, read_definitions, validate
 
 TUTORIAL_SOURCE = {"name": "load-zaiko-data",
                    "config": {"connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector",
@@ -134,8 +134,8 @@ def test_every_invalid_definition_of_a_folder_is_reported_at_once(tmp_path):
     assert "connector 'jdbc-uriage', key 'connector.class': unknown connector class 'JdbcSauce'" in message
     assert "d-broken.json is not valid JSON" in message
     # What a DAG that runs only file sources asks for still loads; one that runs file sinks does not.
-    from airconnect.core.file_sink import FILE_SINK
-    from airconnect.core.file_source import FILE_SOURCE
+    from airconnect.connectors.file.sink import FILE_SINK
+    from airconnect.connectors.file.source import FILE_SOURCE
     assert [c.name for c in found.using(FILE_SOURCE)] == ["load-zaiko-data"]
     with pytest.raises(ConfigError, match="connector 'sink-tenpo', key 'topicz'"):
         found.using(FILE_SINK)
@@ -143,9 +143,7 @@ def test_every_invalid_definition_of_a_folder_is_reported_at_once(tmp_path):
 
 def test_the_topics_a_jdbc_source_is_managed_by_are_the_sanitised_ones_it_writes():
     """reset --delete-topics, the reset guard, `airconnect list` and REST /topics look at these."""
-    from airconnect.core.manage import topics_of
-
     cfg = validate({"name": "jdbc-uriage", "config": {
         "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector", "db.conn.id": "pos", "mode": "bulk",
         "table.whitelist": "Sales Table,sales$2018", "topic.prefix": "pos."}})
-    assert topics_of(cfg) == ["pos.Sales_Table", "pos.sales_2018"]
+    assert cfg.topics == ["pos.Sales_Table", "pos.sales_2018"]

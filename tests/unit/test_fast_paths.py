@@ -10,9 +10,10 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airconnect.connectors.jdbc.dialect import DIALECTS
+from airconnect.connectors.jdbc.rows import describe_columns, value_writer, value_writer_reference
 from airconnect.core.config import JSON_CONVERTER, STRING_CONVERTER
 from airconnect.core.converters import StringValueWriter, payload_text, plain_lines, plain_payload
-from airconnect.core.jdbc_source import DIALECTS, describe_columns, value_writer, value_writer_reference
 
 lines = st.lists(st.text(alphabet=st.characters(exclude_characters="\n", exclude_categories=("Cs",)), max_size=40),
                  min_size=1, max_size=20)

@@ -10,8 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from airconnect.connectors.jdbc.dialect import DIALECTS
+from airconnect.connectors.jdbc.rows import describe_columns, value_writer, value_writer_reference
 from airconnect.core.errors import DataError
-from airconnect.core.jdbc_source import DIALECTS, describe_columns, value_writer, value_writer_reference
 
 UTC = dt.timezone.utc
 TOKYO = zoneinfo.ZoneInfo("Asia/Tokyo")

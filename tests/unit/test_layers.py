@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_importing_the_core_does_not_import_airflow():
     code = (
-        "import sys; import airconnect.core, airconnect.core.runtime, airconnect.core.file_source, "
-        "airconnect.core.file_sink, airconnect.core.kafka_client, airconnect.core.offsets, airconnect.core.jdbc_source, "
-        "airconnect.core.s3_sink, airconnect.core.manage, airconnect_retail.sales_forecast, airconnect_retail.auto_order, "
+        "import sys, importlib, pkgutil, airconnect.core, airconnect.connectors; "
+        "[importlib.import_module(m.name) for p in (airconnect.core, airconnect.connectors) "
+        " for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.')]; "
+        "import airconnect_retail.sales_forecast, airconnect_retail.auto_order, "
         "airconnect_retail.forecast, airconnect_retail.ordering, airconnect_retail.charts; "
         "bad = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
         "print(bad); sys.exit(1 if bad else 0)"
@@ -61,3 +62,34 @@ def test_no_default_depends_on_where_the_package_is_installed(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(tmp_path / "include" / "connectors"), str(tmp_path / "data"),
                                   str(tmp_path / "include" / "items.csv")]
+
+
+def test_config_imports_no_connector_and_every_connector_has_one_folder():
+    """The building blocks (config) know no connector; the registry lists each connector once, and
+    everything about it is in its folder under airconnect/connectors/."""
+    config = (ROOT / "plugins" / "airconnect" / "core" / "config.py").read_text(encoding="utf-8")
+    assert not re.search(r"^\s*(from|import)\s+airconnect\.(connectors|core\.registry)", config, re.M)
+    from airconnect.core.registry import CONNECTORS
+
+    folders = {c.runner.__module__.split(".")[2] for c in CONNECTORS}
+    assert folders == {p.name for p in (ROOT / "plugins" / "airconnect" / "connectors").iterdir()
+                       if p.is_dir() and not p.name.startswith("_")}
+    assert len({c.name for c in CONNECTORS}) == len(CONNECTORS)
+
+
+def test_every_module_imports_first_on_its_own():
+    """A DAG file may import any module first: none may need another to be imported before it
+    (a cycle through a package's __init__ breaks only some import orders)."""
+    import pkgutil
+
+    import airconnect
+
+    names = [m.name for m in pkgutil.walk_packages(airconnect.__path__, "airconnect.")]
+    code = "import importlib, sys; importlib.import_module(sys.argv[1])"
+    failed = []
+    for name in names:
+        proc = subprocess.run([sys.executable, "-c", code, name], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")}, capture_output=True, text=True)
+        if proc.returncode != 0:
+            failed.append(f"{name}: {proc.stderr.strip().splitlines()[-1]}")
+    assert failed == []

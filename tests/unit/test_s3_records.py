@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 
+from airconnect.connectors.s3.sink import S3Sink
 from airconnect.core import jsonexact
-from airconnect.core.config import validate
 from airconnect.core.errors import DataError
 from airconnect.core.offsets import MemoryStore
-from airconnect.core.s3_sink import S3Sink
+from airconnect.core.registry import validate
 
 SCHEMA = {"type": "struct", "optional": False, "name": "pos_sales", "fields": [
     {"field": "sale_id", "type": "int64", "optional": False},

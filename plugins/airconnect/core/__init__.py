@@ -1,7 +1,9 @@
-"""airconnect's connector logic, free of Airflow: testable with a temp dir, a real broker and a
-dict as the offset store. Nothing in this package imports ``airflow``."""
+"""airconnect's Airflow-free building blocks and runtime: testable with a temp dir, a real broker
+and a dict as the offset store. Nothing in this package imports ``airflow``. (The connectors, in
+``airconnect.connectors``, build on it; ``airconnect.core.registry`` lists them and validates
+definitions: import it from there, this package's face imports no connector.)"""
 
-from airconnect.core.config import ConnectorConfig, connector_classes, load_definitions, validate
+from airconnect.core.config import ConnectorConfig
 from airconnect.core.errors import (
     AirconnectError,
     ConfigError,
@@ -15,6 +17,5 @@ from airconnect.core.offsets import MemoryStore, Offsets, variable_key
 
 __all__ = [
     "AirconnectError", "ConfigError", "ConnectorConfig", "DataError", "KafkaUnavailableError", "MemoryStore",
-    "OffsetError", "Offsets", "PermanentError", "TransientError", "connector_classes", "load_definitions",
-    "validate", "variable_key",
+    "OffsetError", "Offsets", "PermanentError", "TransientError", "variable_key",
 ]

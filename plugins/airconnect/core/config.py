@@ -1,4 +1,6 @@
-"""Connector definitions: declared once, validated early, errors that name the key.
+"""Connector definitions' building blocks: keys declared once, values checked early, errors that
+name the key. (The list of connector classes, and validating a whole definition against it, is
+:mod:`airconnect.core.registry`: this module imports no connector.)
 
 A definition is what a Kafka Connect user posts to ``POST /connectors``::
 
@@ -7,7 +9,7 @@ A definition is what a Kafka Connect user posts to ``POST /connectors``::
                 "file": "/zaiko/latest.txt", "topic": "zaiko-data"}}
 
 Each connector class declares its keys as a tuple of :class:`Key` (like Kafka's ``ConfigDef``);
-:func:`validate` turns the raw, string-valued map into typed values or raises
+:func:`airconnect.core.registry.validate` turns the raw, string-valued map into typed values or raises
 :class:`~airconnect.core.errors.ConfigError` naming the connector, the key and what was expected.
 
 String values may use Kafka Connect's environment config provider syntax, ``${env:NAME}``.
@@ -15,17 +17,15 @@ String values may use Kafka Connect's environment config provider syntax, ``${en
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 import re
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from airconnect.core.errors import ConfigError, InvalidDefinitions
+from airconnect.core.errors import ConfigError
 
 REQUIRED: Final = object()
 
@@ -35,7 +35,7 @@ DATA_DIR_ENV: Final = "AIRCONNECT_DATA_DIR"
 CONNECTORS_DIR_ENV: Final = "AIRCONNECT_CONNECTORS_DIR"
 
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def not_a_directory(path: str) -> str | None:
     return "a file, but it is a directory" if os.path.isdir(path) else None
 
 
-def _expected(key: Key) -> str:
+def expected(key: Key) -> str:
     if key.choices:
         return "one of " + ", ".join(repr(c) for c in key.choices)
     return {
@@ -86,9 +86,9 @@ def _expected(key: Key) -> str:
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
-def _coerce(key: Key, raw: Any, connector: str) -> Any:
+def coerce(key: Key, raw: Any, connector: str) -> Any:
     def bad(extra: str = "") -> ConfigError:
-        return ConfigError(f"expected {_expected(key)}, got {raw!r}{extra}", connector=connector, key=key.name)
+        return ConfigError(f"expected {expected(key)}, got {raw!r}{extra}", connector=connector, key=key.name)
 
     if key.type in ("string", "path", "topic"):
         if not isinstance(raw, str) or not raw.strip():
@@ -174,15 +174,42 @@ COMMON_KEYS: Final[tuple[Key, ...]] = (
 
 @dataclass(frozen=True)
 class ConnectorClass:
-    """A kind of connector: its names, its direction and the keys it declares."""
+    """A connector's spec: everything about its class, in one place (what Kafka Connect spreads
+    over ``ConfigDef``, ``Connector.taskConfigs`` and ``alterOffsets``). The CLI, the REST API,
+    ``manage`` and the DAGs ask the spec; none of them tests a class name."""
 
     name: str  # airconnect's own class name
     kind: str  # "source" | "sink"
     keys: tuple[Key, ...]
+    #: Builds what runs one pass: ``runner(config, store, kafka, **resources)``, with ``.run()``.
+    runner: Callable[..., Any]
+    #: The topics a connector of this class writes (a source) or reads (a sink).
+    topics: Callable[[ConnectorConfig], list[str]]
     aliases: tuple[str, ...] = ()
     doc: str = ""
     #: Checks across keys (e.g. a mode that needs a column); raises ConfigError.
     check: Callable[[ConnectorConfig], None] | None = None
+    #: What it needs besides Kafka and the offset store, by name (the Airflow glue provides them):
+    #: ``"connect"`` (a DB-API connection factory), ``"s3_client"`` (boto3).
+    resources: tuple[str, ...] = ()
+    #: Its own offset partitions (a file, a table): checks one ``(partition, offset)`` of a KIP-875
+    #: alter request, returning what is wrong or ``None``; ``None`` here: it has none (a sink's
+    #: Kafka partitions are checked for every sink alike).
+    check_offset: Callable[[ConnectorConfig, Mapping[str, Any], Mapping[str, Any] | None], str | None] | None = None
+    #: The keys of its own offset partitions (``("filename",)``, ``("table", "query")``) and what to
+    #: call the class in a message ("a JDBC source"): an alter request with another class's
+    #: partitions is told whose they are.
+    offset_partition: tuple[str, ...] = ()
+    title: str = ""
+    #: Besides its topics, what holds records that a reset of its offsets would deliver again
+    #: (a file sink's file), for the reset's guard.
+    holds: Callable[[ConnectorConfig], list[str]] | None = None
+    #: Kafka Connect's ``taskConfigs``: the work split into at most ``max_tasks`` disjoint groups.
+    task_configs: Callable[[ConnectorConfig, int], list[dict[str, Any]]] | None = None
+
+    def split(self, config: ConnectorConfig, max_tasks: int) -> list[dict[str, Any]]:
+        """The connector's tasks (one, unless the class splits its work)."""
+        return self.task_configs(config, max_tasks) if self.task_configs is not None else [{}]
 
     def all_keys(self) -> dict[str, Key]:
         keys = {k.name: k for k in COMMON_KEYS}
@@ -195,49 +222,6 @@ def one_task(cfg: ConnectorConfig) -> None:
     if cfg["tasks.max"] != 1:
         raise ConfigError("must be 1: a local file is read or written by one task (as in Kafka Connect)",
                           connector=cfg.name, key="tasks.max")
-
-
-_REGISTRY: dict[str, ConnectorClass] = {}
-
-
-def register(cls: ConnectorClass) -> ConnectorClass:
-    for name in (cls.name, *cls.aliases):
-        _REGISTRY[name] = cls
-    return cls
-
-
-def connector_classes() -> list[ConnectorClass]:
-    """Every registered connector class, once each."""
-    _load_builtin_classes()
-    seen: dict[str, ConnectorClass] = {}
-    for cls in _REGISTRY.values():
-        seen.setdefault(cls.name, cls)
-    return sorted(seen.values(), key=lambda c: c.name)
-
-
-def _load_builtin_classes() -> None:
-    # The connector modules register their classes when imported; they are Airflow-free.
-    from airconnect.core import file_sink, file_source, jdbc_source  # noqa: F401
-    try:
-        from airconnect.core import s3_sink  # noqa: F401
-    except ImportError:  # pragma: no cover - while the S3 sink is being written
-        pass
-
-
-def lookup_class(class_name: str, connector: str) -> ConnectorClass:
-    _load_builtin_classes()
-    cls = _REGISTRY.get(class_name)
-    if cls is None:
-        known = sorted({c.name for c in _REGISTRY.values()} | set(_REGISTRY))
-        hint = difflib.get_close_matches(class_name, known, n=1)
-        raise ConfigError(
-            f"unknown connector class {class_name!r}"
-            + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            + "; known classes: " + ", ".join(sorted({c.name for c in _REGISTRY.values()})),
-            connector=connector,
-            key="connector.class",
-        )
-    return cls
 
 
 @dataclass(frozen=True)
@@ -256,6 +240,11 @@ class ConnectorConfig:
     def kind(self) -> str:
         return self.cls.kind
 
+    @property
+    def topics(self) -> list[str]:
+        """The topics it writes (a source) or reads (a sink)."""
+        return self.cls.topics(self)
+
     def definition(self) -> dict[str, Any]:
         """The definition as Kafka Connect's REST API shows it (string values, name included)."""
         return {"name": self.name, "config": {**{k: _to_str(v) for k, v in self.raw.items()}, "name": self.name}}
@@ -267,7 +256,7 @@ def _to_str(value: Any) -> str:
     return str(value)
 
 
-def _substitute_env(value: Any, connector: str, key: str) -> Any:
+def substitute_env(value: Any, connector: str, key: str) -> Any:
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -281,155 +270,6 @@ def _substitute_env(value: Any, connector: str, key: str) -> Any:
         return os.environ[var]
 
     return _ENV_REF.sub(repl, value)
-
-
-def validate(definition: Mapping[str, Any], *, source: str | None = None) -> ConnectorConfig:
-    """Validate one definition, in REST ``POST /connectors`` shape or flat ``config`` shape.
-
-    Every problem of the definition is reported at once: one :class:`ConfigError` (naming the
-    connector and the key), or :class:`InvalidDefinitions` listing each when there are several.
-    """
-    where = f" (in {source})" if source else ""
-    if not isinstance(definition, Mapping):
-        raise ConfigError(f"a connector definition must be a JSON object{where}, got {type(definition).__name__}")
-    if "config" in definition:
-        unknown_top = set(definition) - {"name", "config"}
-        if unknown_top:
-            raise ConfigError(
-                f"unexpected top-level key(s) {sorted(unknown_top)}{where}; expected only 'name' and 'config'",
-                connector=str(definition.get("name") or "?"),
-            )
-        config = definition["config"]
-        if not isinstance(config, Mapping):
-            raise ConfigError(f"'config' must be a JSON object{where}", connector=str(definition.get("name") or "?"))
-        name = definition.get("name", config.get("name"))
-    else:
-        config = definition
-        name = definition.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(
-            f"every connector needs a 'name': letters, digits, '.', '_' or '-', at most 200 characters; got {name!r}{where}"
-        )
-    if "config" in definition and config.get("name") not in (None, name):
-        raise ConfigError(f"'name' is {name!r} but config.name is {config.get('name')!r}{where}", connector=name, key="name")
-    raw = {k: v for k, v in config.items() if k != "name"}
-    class_name = raw.get("connector.class")
-    if not isinstance(class_name, str) or not class_name.strip():
-        raise ConfigError(f"is required{where}: the connector's class, e.g. "
-                          "'org.apache.kafka.connect.file.FileStreamSourceConnector'", connector=name, key="connector.class")
-    cls = lookup_class(class_name.strip(), name)
-    keys = cls.all_keys()
-    errors: list[ConfigError] = []
-    for k in raw:
-        if k not in keys and not k.startswith(("transforms", "predicates", "consumer.override.", "producer.override.")):
-            hint = difflib.get_close_matches(k, list(keys), n=1)
-            errors.append(ConfigError(
-                f"is not a key of {cls.name}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + where
-                + "; its keys are: " + ", ".join(sorted(keys)),
-                connector=name, key=k,
-            ))
-    if raw.get("transforms"):
-        errors.append(ConfigError("single message transforms are not supported by airconnect yet",
-                                  connector=name, key="transforms"))
-    values: dict[str, Any] = {}
-    for key in keys.values():
-        try:
-            if key.name in raw and raw[key.name] is not None and raw[key.name] != "":
-                values[key.name] = _coerce(key, _substitute_env(raw[key.name], name, key.name), name)
-            elif key.required:
-                raise ConfigError(f"is required{where}: {key.doc or _expected(key)}", connector=name, key=key.name)
-            else:
-                values[key.name] = key.default
-        except ConfigError as exc:
-            errors.append(exc)
-    if not errors:
-        values["connector.class"] = cls.name
-        overrides = {k: v for k, v in raw.items() if k.startswith(("consumer.override.", "producer.override."))}
-        values.update(overrides)
-        result = ConnectorConfig(name=name, cls=cls, values=values, raw=dict(raw))
-        if cls.check is None:
-            return result
-        try:
-            cls.check(result)  # checks across keys, once each key is valid on its own
-            return result
-        except ConfigError as exc:
-            errors.append(exc)
-    for problem in errors:
-        problem.connector_class = cls.name
-    error = errors[0] if len(errors) == 1 else InvalidDefinitions(errors, connector=name)
-    error.connector_class = cls.name
-    raise error
-
-
-@dataclass(frozen=True)
-class Definitions:
-    """A folder's definitions: the valid ones, and an error for each invalid one (all of them)."""
-
-    configs: tuple[ConnectorConfig, ...]
-    errors: tuple[ConfigError, ...]
-
-    def by_name(self) -> dict[str, ConnectorConfig]:
-        return {c.name: c for c in self.configs}
-
-    def error_of(self, name: str) -> ConfigError | None:
-        return next((e for e in self.errors if e.connector == name), None)
-
-    def using(self, *classes: ConnectorClass) -> list[ConnectorConfig]:
-        """The valid definitions of ``classes``; raises :class:`InvalidDefinitions` (every one) if a
-        definition of those classes is invalid. A DAG calls it for the classes it runs, so a bad
-        definition breaks only the DAGs that would run it."""
-        names = {c.name for c in classes}
-        bad = [e for e in self.errors if e.connector_class in names]
-        if bad:
-            raise bad[0] if len(bad) == 1 else InvalidDefinitions(bad)
-        return [c for c in self.configs if c.cls.name in names]
-
-    def raise_errors(self) -> None:
-        if self.errors:
-            raise self.errors[0] if len(self.errors) == 1 else InvalidDefinitions(list(self.errors))
-
-
-def read_definitions(directory: str | os.PathLike[str] | None = None) -> Definitions:
-    """Read and validate every ``*.json`` definition in a folder (default ``$AIRCONNECT_CONNECTORS_DIR``).
-
-    A file holds one definition or a JSON list of them. Nothing stops at the first problem: every
-    invalid file and definition gets its error (naming the file, the connector and the key).
-    """
-    folder = Path(directory or os.environ.get(CONNECTORS_DIR_ENV) or default_connectors_dir())
-    if not folder.is_dir():
-        raise ConfigError(f"the connector definitions folder {str(folder)!r} does not exist (set {CONNECTORS_DIR_ENV})")
-    found: dict[str, ConnectorConfig] = {}
-    errors: list[ConfigError] = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            error = ConfigError(f"{path} is not valid JSON: {exc}")
-            error.source = str(path)
-            errors.append(error)
-            continue
-        for item in doc if isinstance(doc, list) else [doc]:
-            try:
-                cfg = validate(item, source=str(path))
-                if cfg.name in found:
-                    raise ConfigError(f"is defined twice (again in {path})", connector=cfg.name, key="name")
-            except ConfigError as exc:
-                exc.source = str(path)
-                errors.append(exc)
-                continue
-            found[cfg.name] = cfg
-    for problem in errors:
-        if problem.key == "name" and problem.connector in found:  # defined twice: neither copy runs
-            problem.connector_class = found.pop(problem.connector).cls.name
-    return Definitions(tuple(found.values()), tuple(errors))
-
-
-def load_definitions(directory: str | os.PathLike[str] | None = None) -> list[ConnectorConfig]:
-    """Every definition of the folder, all valid: otherwise :class:`ConfigError` (one) or
-    :class:`InvalidDefinitions` listing every error of every file at once."""
-    definitions = read_definitions(directory)
-    definitions.raise_errors()
-    return list(definitions.configs)
 
 
 def project_dir() -> Path:
@@ -451,7 +291,3 @@ def data_dir() -> Path:
 def default_connectors_dir() -> Path:
     """``$AIRCONNECT_CONNECTORS_DIR``'s default: ``include/connectors`` of the project (beside ``dags/``)."""
     return project_dir() / "include" / "connectors"
-
-
-def by_class(configs: Iterable[ConnectorConfig], *names: str) -> list[ConnectorConfig]:
-    return [c for c in configs if c.cls.name in names]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,22 +34,6 @@ def sink_group(config: ConnectorConfig) -> str:
     return sink_group_id(config.name)
 
 
-def topics_of(config: ConnectorConfig) -> list[str]:
-    """The topics a connector reads (sinks) or writes (sources)."""
-    if config.kind == "sink":
-        return list(config.values.get("topics") or [])
-    topic = config.values.get("topic")
-    if topic:
-        return [topic]
-    prefix = config.values.get("topic.prefix")
-    if prefix is not None:  # JDBC source: prefix + table, or the prefix alone in query mode (sanitised)
-        from airconnect.core.jdbc_source import topic_name
-
-        tables = config.values.get("table.whitelist") or []
-        return [topic_name(prefix, t) for t in tables] if tables else [topic_name(prefix)]
-    return []
-
-
 def get_offsets(config: ConnectorConfig, store: KeyValueStore) -> dict[str, Any]:
     """``GET /connectors/<name>/offsets``: ``{"offsets": [{"partition": ..., "offset": ...}]}``."""
     return Offsets(store, config.name).document()
@@ -60,21 +43,15 @@ def redelivery_targets(config: ConnectorConfig, kafka: Mapping[str, Any], timeou
     """What already holds records a reset of ``config`` would deliver again: a source's topics
     that are not empty, a file sink's file that is not empty. (An S3 sink writes the same
     objects again, under the same keys: nothing doubles.)"""
-    if config.cls.name == "airconnect.FileSink":
-        try:
-            size = os.path.getsize(config["file"])
-        except OSError:
-            return []
-        return [f"the file {config['file']} ({size} bytes)"] if size else []
+    held = config.cls.holds(config) if config.cls.holds is not None else []
     if config.kind == "sink":
-        return []
+        return held
     cfg = client_config(kafka)
     cfg.update({"group.id": f"airconnect-reset-check-{config.name}", "enable.auto.commit": False})
     consumer = Consumer(cfg)
-    held = []
     try:
         md = with_retries(lambda: consumer.list_topics(timeout=timeout), kafka, f"connector '{config.name}': listing topics")
-        for topic in topics_of(config):
+        for topic in config.topics:
             meta = md.topics.get(topic)
             if meta is None or meta.error is not None:
                 continue
@@ -201,7 +178,7 @@ def _sink_positions(config: ConnectorConfig, store: KeyValueStore | None, kafka:
         except KafkaException as exc:
             raise kafka_error(exc, kafka, f"connector '{config.name}': listing topics") from None
         tps = []
-        for topic in topics_of(config):
+        for topic in config.topics:
             meta = md.topics.get(topic)
             if meta is None or meta.error is not None:
                 continue
@@ -255,40 +232,27 @@ def _check_offset_entry(config: ConnectorConfig, i: int, partition: Any, offset:
         only(partition, {"kafka_topic", "kafka_partition"}, "partition")
         if not isinstance(partition.get("kafka_topic"), str) or not partition["kafka_topic"]:
             raise bad("needs 'kafka_topic' (a topic name)")
-        if partition["kafka_topic"] not in topics_of(config):
+        if partition["kafka_topic"] not in config.topics:
             raise bad(f"names topic {partition['kafka_topic']!r}, which the connector does not read "
-                      f"(its topics: {', '.join(topics_of(config))})")
+                      f"(its topics: {', '.join(config.topics)})")
         whole(partition, "kafka_partition")
         if offset is not None:
             only(offset, {"kafka_offset"}, "offset")
             whole(offset, "kafka_offset")
-    elif "filename" in partition:  # file source, or a file sink's file length
-        only(partition, {"filename"}, "partition")
-        if not isinstance(partition["filename"], str) or not partition["filename"]:
-            raise bad("needs 'filename' (a path)")
-        if config.cls.name not in ("airconnect.FileSource", "airconnect.FileSink"):
-            raise bad(f"is a file partition ('filename'), but {config.cls.name} has none")
-        if offset is not None:
-            whole(offset, "position")
-            if config.kind == "sink":
-                only(offset, {"position"}, "offset")
-            else:
-                only(offset, {"position", "inode", "mtime_ns", "tail_sha1", "prefix_bytes", "prefix_sha1"}, "offset")
-                for key in ("inode", "mtime_ns", "prefix_bytes"):
-                    whole(offset, key, required=False)
-                for key in ("tail_sha1", "prefix_sha1"):
-                    if key in offset and not isinstance(offset[key], str):
-                        raise bad(f"has a {key!r} that is not a string")
-    elif "table" in partition or "query" in partition:  # JDBC source
-        if config.kind != "source" or "topic.prefix" not in config.values:
-            raise bad("is a JDBC partition ('table' or 'query'), but the connector is not a JDBC source")
-        only(partition, {"table", "query"}, "partition")
-        if offset is not None:
-            for key in ("timestamp", "timestamp_nanos"):
-                whole(offset, key, required=False)
-            whole(offset, "incrementing", required=False, negative=True)
-    else:
-        raise bad(f"has a partition {partition!r} that {config.cls.name} does not use")
+    else:  # the connector's own partitions (a file, a table): its spec knows their shape
+        if not set(partition) & set(config.cls.offset_partition):
+            from airconnect.core.registry import CONNECTORS  # (the registry imports the connectors)
+
+            owner = next((c for c in CONNECTORS if set(partition) & set(c.offset_partition)), None)
+            if owner is not None:
+                keys = " or ".join(repr(k) for k in owner.offset_partition)
+                raise bad(f"is a partition of {owner.title} ({keys}), but the connector is not {owner.title}")
+        if config.cls.check_offset is None:
+            raise bad(f"has a partition {partition!r} that {config.cls.name} does not use "
+                      "(its offsets are per Kafka partition: 'kafka_topic', 'kafka_partition')")
+        problem = config.cls.check_offset(config, partition, offset)
+        if problem:
+            raise bad(problem)
 
 
 def check_offsets_document(config: ConnectorConfig, doc: Any) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:

@@ -122,3 +122,28 @@ class Offsets:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+# --- shapes of offsets, for the specs' checks of a KIP-875 alter request (each returns what is wrong, or None)
+
+
+def whole_number(obj: Mapping[str, Any], key: str, *, required: bool = True, negative: bool = False) -> str | None:
+    """``obj[key]`` is a whole number (>= 0 unless ``negative``), or absent when not ``required``."""
+    if key not in obj:
+        return f"needs {key!r}" if required else None
+    v = obj[key]
+    if isinstance(v, bool) or not isinstance(v, int) or (v < 0 and not negative):
+        return f"has {key}={v!r}; expected a whole number" + ("" if negative else " >= 0")
+    return None
+
+
+def only_keys(obj: Mapping[str, Any], allowed: set[str], what: str) -> str | None:
+    """``obj`` has no key but ``allowed`` (``what``: "partition" or "offset")."""
+    extra = sorted(set(obj) - allowed)
+    return f"has unexpected {what} key(s) {extra}; expected {sorted(allowed)}" if extra else None
+
+
+def text_fields(obj: Mapping[str, Any], *keys: str) -> str | None:
+    """Each of ``keys`` present in ``obj`` is a string."""
+    return next((f"has a {k!r} that is not a string" for k in keys if k in obj and not isinstance(obj[k], str)), None)
+

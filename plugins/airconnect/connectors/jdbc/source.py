@@ -51,469 +51,34 @@ Records
 Offsets (Connect's shape): partition ``{"table": name}`` (query mode ``{"query": "query"}``) ->
 ``{"timestamp": ms, "timestamp_nanos": ns, "incrementing": id, "delivered_at_or_below": n}``
 (with a lookback also ``recent``). Each batch is one Kafka
-transaction carrying the batch and its offset (see SourceWriter); bulk mode writes a whole
+transaction carrying the batch and its offset (see :mod:`airconnect.core.delivery`); bulk mode writes a whole
 snapshot in one transaction.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 import logging
-import re
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Final, cast
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, check_timezone, register
+from airconnect.connectors.jdbc.dialect import Dialect, _db_error, _detail, _missing_relation, dialect_of
+from airconnect.connectors.jdbc.offset import UTC, from_micros, micros_of, ts_micros_from_offset, ts_offset
+from airconnect.connectors.jdbc.rows import Column, describe_columns, value_writer
+from airconnect.connectors.jdbc.spec import JDBC_SOURCE, topic_name
+from airconnect.core.config import ConnectorConfig
+from airconnect.core.delivery import SourceDelivery
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
-from airconnect.core.jsonexact import encode_str, iso_utc
-from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
+from airconnect.core.jsonexact import iso_utc
 from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
 
-MODES: Final = ("bulk", "incrementing", "timestamp", "timestamp+incrementing")
-UTC: Final = dt.timezone.utc
-EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=UTC)
 FETCH_ROWS: Final = 10000  # rows a fetch from the server-side cursor brings at most
-#: The keys that hold database names (tables, columns); each is quoted by the dialect's rules.
-NAME_KEYS: Final = ("table.whitelist", "incrementing.column.name", "timestamp.column.name", "key.columns")
-#: What a name may not hold although a quoted identifier could: SQL's statement separator, string
-#: quote and comment marks. Quoting makes them harmless; they are refused because a value holding
-#: them is a pasted statement (or an attack), not the name of a table somebody reads.
-SQL_MARKS: Final = (";", "'", "--", "/*")
-_NOT_IN_TOPICS: Final = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def topic_name(prefix: str, table: str = "") -> str:
-    """``prefix + table`` with every character Kafka refuses in a topic name (all but A-Z a-z 0-9
-    . _ -) replaced by ``_``, as Debezium sanitises topic names: ``売上`` -> ``__``,
-    ``sales$2018`` -> ``sales_2018``, ``Sales Table`` -> ``Sales_Table``."""
-    return _NOT_IN_TOPICS.sub("_", prefix + table)
-
-
-def _check_names(cfg: ConnectorConfig) -> None:
-    name = cfg.name
-    for key_name in NAME_KEYS:
-        value = cfg[key_name]
-        for item in value if isinstance(value, list) else [value] if value else []:
-            if "\x00" in item:
-                raise ConfigError(f"{item!r} is not a name: it holds a NUL byte", connector=name, key=key_name)
-            mark = next((m for m in SQL_MARKS if m in item), None)
-            if mark is not None:
-                raise ConfigError(
-                    f"{item!r} holds {mark!r}; airconnect quotes every name, but refuses SQL's statement separator, "
-                    "string quote and comment marks (; ' -- /*) in names: such a value is a pasted statement, not "
-                    "a table or column", connector=name, key=key_name)
-    tables = cfg["table.whitelist"]
-    seen: dict[str, str] = {}  # Kafka's form of a topic (it treats '.' and '_' alike) -> its table
-    for table in tables:
-        topic = topic_name(cfg["topic.prefix"], table)
-        if len(topic) > 249:
-            raise ConfigError(f"the topic of table {table!r}, {topic!r}, is longer than Kafka's 249 characters; "
-                              "shorten 'topic.prefix'", connector=name, key="table.whitelist")
-        other = seen.setdefault(topic.replace(".", "_"), table)
-        if other == table and tables.count(table) > 1:
-            raise ConfigError(f"lists the table {table!r} twice", connector=name, key="table.whitelist")
-        if other != table:
-            theirs = topic_name(cfg["topic.prefix"], other)
-            why = (f"would both write to the same topic {topic!r}" if theirs == topic else
-                   f"would write to topics {theirs!r} and {topic!r}, which collide in Kafka ('.' and '_' are the "
-                   "same to it)")
-            raise ConfigError(
-                f"the tables {other!r} and {table!r} {why}: a topic is topic.prefix + the table's name with every "
-                "character other than A-Z a-z 0-9 . _ - replaced by '_'; read one of them with another connector "
-                "and another 'topic.prefix'", connector=name, key="table.whitelist")
-
-
-def _check(cfg: ConnectorConfig) -> None:
-    name = cfg.name
-    if cfg["errors.tolerance"] != "none":
-        raise ConfigError("must be 'none': the JDBC source has no dead-letter topic; a value it cannot convert "
-                          "(a NaN or infinite number) stops the run at that row", connector=name, key="errors.tolerance")
-    if cfg["connection.url"]:
-        raise ConfigError("is not used: airconnect reads the database address and credentials from an "
-                          "Airflow Connection; name it with 'db.conn.id'", connector=name, key="connection.url")
-    tables, query = cfg["table.whitelist"], cfg["query"]
-    if bool(tables) == bool(query):
-        raise ConfigError("set exactly one of 'table.whitelist' (tables) and 'query'", connector=name,
-                          key="query" if query else "table.whitelist")
-    mode = cfg["mode"]
-    if "incrementing" in mode and not cfg["incrementing.column.name"]:
-        raise ConfigError(f"is required with mode '{mode}'", connector=name, key="incrementing.column.name")
-    if "timestamp" in mode and not cfg["timestamp.column.name"]:
-        raise ConfigError(f"is required with mode '{mode}'", connector=name, key="timestamp.column.name")
-    if cfg["timestamp.lookback.ms"] and "timestamp" not in mode:
-        raise ConfigError("only applies to the timestamp modes", connector=name, key="timestamp.lookback.ms")
-    _check_names(cfg)
-
-
-JDBC_SOURCE = register(ConnectorClass(
-    name="airconnect.JdbcSource",
-    kind="source",
-    aliases=("io.confluent.connect.jdbc.JdbcSourceConnector", "JdbcSourceConnector", "JdbcSource"),
-    keys=(
-        Key("db.conn.id", "string", doc="The Airflow Connection of the database (type postgres or mysql)."),
-        Key("connection.url", "string", "", "Kafka Connect's JDBC URL; airconnect uses db.conn.id instead."),
-        Key("mode", "string", doc="How new rows are found.", choices=MODES),
-        Key("table.whitelist", "names", [], "Tables to read (optionally schema.table), any legal name; one topic each."),
-        Key("query", "string", "", "A SELECT to read instead of tables."),
-        Key("topic.prefix", "string", doc="Topic = prefix + table name, characters other than A-Z a-z 0-9 . _ - "
-            "replaced by '_' (query mode: the prefix)."),
-        Key("incrementing.column.name", "string", "", "A strictly increasing column (incrementing modes)."),
-        Key("timestamp.column.name", "names", [], "Timestamp column(s), COALESCEd in this order (timestamp modes)."),
-        Key("timestamp.delay.interval.ms", "int", 0, "Leave rows newer than the database's now minus this.", minimum=0),
-        Key("timestamp.lookback.ms", "int", 0, "Re-read this much before the offset; already-delivered rows are skipped.", minimum=0),
-        Key("timestamp.null.handling", "string", "warn", "Rows whose timestamp is NULL: report them, or fail.", choices=("warn", "fail")),
-        Key("batch.max.rows", "int", 100000, "Rows per Kafka transaction (one offset commit per batch); they are "
-            "fetched and sent 10,000 at a time, so memory does not grow with it.", minimum=1),
-        Key("db.timezone", "string", "UTC", "Zone of timestamp columns without a time zone.", check=check_timezone),
-        Key("key.columns", "names", [], "Record key columns (default: the table's primary key)."),
-        Key("reconcile.on.mismatch", "string", "fail", "When the table holds more rows at or below the offset than "
-            "were delivered (rows committed behind the offset, which polling cannot read): stop the run, or warn "
-            "and run on.", choices=("fail", "warn")),
-    ),
-    doc="Reads database tables incrementally, one record per row.",
-    check=_check,
-))
-
-
-# ----------------------------------------------------------------------------- dialects
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between PostgreSQL and MySQL/MariaDB for this connector."""
-
-    name: str
-    quote_char: str
-    now_sql: str
-    now_is_utc_naive: bool
-
-    def quote(self, identifier: str, *, dotted: bool = False) -> str:
-        """A quoted identifier: PostgreSQL's double quotes (as psycopg's ``sql.Identifier``), or
-        MySQL/MariaDB's backticks, the quote character doubled inside. ``dotted``: a table name,
-        where a dot separates schema and table (``pos.Sales Table`` -> ```pos`.`Sales Table```)."""
-        parts = identifier.split(".") if dotted else [identifier]
-        if not all(parts) or "\x00" in identifier:  # validation refuses these first; never build such SQL
-            raise ConfigError(f"{identifier!r} is not a name (empty, or it holds a NUL byte)")
-        q = self.quote_char
-        return ".".join(q + p.replace(q, q + q) + q for p in parts)
-
-    def server_cursor(self, conn: Any, batch: int) -> Any:
-        if self.name == "postgres":
-            cur = conn.cursor(name="airconnect_stream")
-            cur.itersize = batch
-            return cur
-        import MySQLdb.cursors  # noqa: PLC0415 - only with a MySQL connection
-
-        return conn.cursor(MySQLdb.cursors.SSCursor)
-
-    def prepare_session(self, conn: Any) -> None:
-        cur = conn.cursor()
-        if self.name == "postgres":
-            cur.execute("SET TIME ZONE 'UTC'")
-        else:
-            cur.execute("SET time_zone = '+00:00'")
-        cur.close()
-
-    def primary_key(self, conn: Any, table: str) -> list[str]:
-        cur = conn.cursor()
-        if self.name == "postgres":
-            cur.execute(
-                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass(%s) AND i.indisprimary "
-                "ORDER BY array_position(i.indkey, a.attnum)",
-                (self.quote(table, dotted=True),),
-            )
-        else:
-            schema, _, name = table.rpartition(".")
-            cur.execute(
-                "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE CONSTRAINT_NAME = 'PRIMARY' "
-                "AND TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-                (schema or None, name),
-            )
-        cols = [r[0] for r in cur.fetchall()]
-        cur.close()
-        return cols
-
-
-DIALECTS: Final = {
-    "postgres": Dialect("postgres", '"', "SELECT clock_timestamp()", False),
-    "mysql": Dialect("mysql", "`", "SELECT UTC_TIMESTAMP(6)", True),
-}
-
-
-def dialect_of(conn: Any) -> Dialect:
-    module = type(conn).__module__
-    if module.startswith("psycopg"):  # psycopg2, or psycopg 3 (the Postgres provider's default when installed)
-        return DIALECTS["postgres"]
-    if module.startswith("MySQLdb"):
-        return DIALECTS["mysql"]
-    raise PermanentError(f"unsupported database connection {module}.{type(conn).__name__}: airconnect reads PostgreSQL "
-                         "(psycopg 3 or psycopg2) and MySQL/MariaDB (mysqlclient)")
-
-
-def _missing_relation(exc: BaseException) -> bool:
-    """The database says the table (or its schema) does not exist."""
-    code = getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)  # psycopg2 / psycopg 3
-    if code in ("42P01", "3F000"):  # undefined_table, invalid_schema_name
-        return True
-    args: tuple[Any, ...] = getattr(exc, "args", ())
-    return bool(args) and args[0] in (1146, 1049)  # MySQL/MariaDB: no such table, no such database
-
-
-def _detail(exc: BaseException) -> str:
-    """The database's message, on one line."""
-    text = str(exc).strip()
-    return " ".join(line.strip() for line in text.splitlines()[:2]) if text else type(exc).__name__
-
-
-def _db_error(exc: BaseException, what: str) -> Exception:
-    """Map a DB-API error: unreachable/timeouts are transient; missing tables/columns are not."""
-    names = {c.__name__ for c in type(exc).__mro__}
-    text = str(exc).strip()
-    detail = _detail(exc)
-    if "authentication failed" in text or (getattr(exc, "pgcode", None) or "").startswith("28"):
-        # PostgreSQL: wrong login or password (SQLSTATE class 28). A retry cannot fix it.
-        return PermanentError(f"{what}: {detail}; check the login and password")
-    if names & {"OperationalError", "InterfaceError"} and not names & {"ProgrammingError"}:
-        code = getattr(exc, "args", [None])[0]
-        # MySQL: 1054 unknown column, 1146 no such table are "operational" in mysqlclient.
-        if code in (1045, 1044):  # MySQL/MariaDB: access denied
-            return PermanentError(f"{what}: {detail}; check the login and password")
-        if code in (1054, 1146, 1049):
-            return PermanentError(f"{what}: {detail}")
-        return TransientError(f"{what}: the database is unreachable or failed: {detail}")
-    return PermanentError(f"{what}: {detail}")
-
-
-# ----------------------------------------------------------------------------- columns
-
-@dataclass
-class Column:
-    name: str
-    schema: dict[str, Any]
-    write: Callable[[Any], str]  # value (not None) -> JSON text
-    naive_ts: bool = False
-    # The same as ``write``, as a Python expression over ``{v}`` for the compiled row writer
-    # (names it uses are in _INLINE_NAMES, ``{w}`` is ``write``); None: call ``write``.
-    inline: str | None = None
-
-
-_dumps_str = json.JSONEncoder(ensure_ascii=False).encode
-_ZERO: Final = dt.timedelta(0)
-
-
-def _is_utc(zone: dt.tzinfo) -> bool:
-    """UTC all year (a zone with summer time is not, even if its winter offset is 0)."""
-    return all(zone.utcoffset(dt.datetime(2000, m, 1)) == _ZERO for m in (1, 7))
-
-
-def _ts_writer(zone: dt.tzinfo, naive: bool) -> Callable[[Any], str]:
-    naive_zone = zone if naive else UTC
-    naive_is_utc = _is_utc(naive_zone)
-    datetime = dt.datetime
-
-    def write(v: Any) -> str:
-        if v.__class__ is datetime and v.year >= 1000:
-            # The common cases without a conversion: a naive UTC value (MariaDB in a UTC session)
-            # or one whose zone is UTC (PostgreSQL). isoformat gives "YYYY-MM-DDTHH:MM:SS.ffffff"
-            # first; iso_utc below is the general form and gives the same text.
-            tz = v.tzinfo
-            if tz is None:
-                if naive_is_utc:
-                    return '"' + v.isoformat(timespec="microseconds") + 'Z"'
-            elif tz is UTC or v.utcoffset() == _ZERO:
-                return '"' + v.isoformat(timespec="microseconds")[:26] + 'Z"'
-        if isinstance(v, dt.datetime):
-            if v.tzinfo is None:
-                v = v.replace(tzinfo=naive_zone)
-            return '"' + iso_utc(v) + '"'
-        return _dumps_str(str(v))
-    return write
-
-
-def _ts_inline(zone: dt.tzinfo, naive: bool) -> str:
-    """The compiled row writer's form of :func:`_ts_writer`: its commonest fast path inline (a
-    value in UTC, or naive in a UTC session), the call otherwise."""
-    naive_is_utc = _is_utc(zone if naive else UTC)
-    utc = "({v}.tzinfo is _UTC or {v}.tzinfo is None)" if naive_is_utc else "{v}.tzinfo is _UTC"
-    return ("'\"' + {v}.isoformat(timespec='microseconds')[:26] + 'Z\"' "
-            "if {v}.__class__ is _datetime and " + utc + " and {v}.year >= 1000 else {w}({v})")
-
-
-def _decimal(v: Any) -> str:
-    if isinstance(v, Decimal):
-        if not v.is_finite():
-            raise DataError(f"the DECIMAL value {v} cannot be exported exactly")
-        return str(v)
-    return str(v)
-
-
-def _int(v: Any) -> str:
-    return str(int(v))
-
-
-def _str(v: Any) -> str:
-    return _dumps_str(v if isinstance(v, str) else str(v))
-
-
-_INLINE_NAMES: Final = {"_encode_str": encode_str, "_int": _int, "_str": _str, "int": int, "str": str,
-                        "_UTC": UTC, "_datetime": dt.datetime}
-
-
-def _bytes(v: Any) -> str:
-    return '"' + base64.b64encode(bytes(v)).decode() + '"'
-
-
-def _float(v: Any) -> str:
-    f = float(v)
-    if f != f or f in (float("inf"), float("-inf")):
-        raise DataError(f"the floating-point value {f} has no JSON form")
-    return repr(f)
-
-
-_PG_TYPES: Final = {
-    16: "boolean", 20: "int64", 21: "int16", 23: "int32", 26: "int64", 700: "float32", 701: "float64", 1700: "decimal",
-    1114: "timestamp_naive", 1184: "timestamp", 1082: "date", 17: "bytes",
-}
-_MYSQL_TYPES: Final = {
-    0: "decimal", 246: "decimal", 1: "int16", 2: "int16", 3: "int32", 9: "int32", 8: "int64", 4: "float32", 5: "float64",
-    12: "timestamp_naive", 7: "timestamp", 10: "date", 13: "int32", 16: "int64",
-}
-
-
-def describe_columns(dialect: Dialect, description: Sequence[Sequence[Any]], zone: dt.tzinfo,
-                     nullable: Mapping[str, bool]) -> list[Column]:
-    columns = []
-    types = _PG_TYPES if dialect.name == "postgres" else _MYSQL_TYPES
-    for d in description:
-        name, type_code = d[0], d[1]
-        precision, scale = (d[4], d[5]) if len(d) > 5 else (None, None)
-        if dialect.name == "mysql" and type_code in (0, 246) and d[3]:
-            # mysqlclient reports the display length: digits + sign + decimal point.
-            precision = d[3] - 1 - (1 if scale else 0)
-        kind = types.get(type_code, "string")
-        optional = nullable.get(name, True)
-        schema: dict[str, Any] = {"type": "string", "optional": optional}
-        write: Callable[[Any], str] = _str
-        inline: str | None = "_encode_str({v}) if {v}.__class__ is str else _str({v})"
-        naive = False
-        if kind in ("int16", "int32", "int64"):
-            schema["type"], write = kind, _int
-            inline = "str({v}) if {v}.__class__ is int else _int({v})"
-        elif kind == "boolean":
-            schema["type"], write, inline = "boolean", lambda v: "true" if v else "false", None  # noqa: E731
-        elif kind in ("float32", "float64"):
-            schema["type"], write, inline = kind, _float, None
-        elif kind == "decimal":
-            schema.update({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
-                           "parameters": {"scale": str(scale if scale is not None and scale >= 0 else 0)}})
-            if precision:
-                schema["parameters"]["connect.decimal.precision"] = str(precision)
-            write, inline = _decimal, None
-        elif kind in ("timestamp", "timestamp_naive"):
-            naive = kind == "timestamp_naive"
-            schema.update({"name": "io.airconnect.Timestamp", "version": 1,
-                           "doc": "ISO-8601 in UTC with microseconds"})
-            write, inline = _ts_writer(zone, naive), _ts_inline(zone, naive)
-        elif kind == "date":
-            schema.update({"name": "io.airconnect.Date", "version": 1})
-            write, inline = (lambda v: '"' + v.isoformat() + '"'), None  # noqa: E731
-        elif kind == "bytes":
-            schema["type"], write, inline = "bytes", _bytes, None
-        schema["field"] = name
-        columns.append(Column(name, schema, write, naive, inline))
-    return columns
-
-
-def _envelope_ends(columns: Sequence[Column], record_name: str, envelope: bool) -> tuple[str, str]:
-    """What comes before and after a row's payload fields: JsonConverter's envelope with the
-    struct schema (built once), or just the braces without schemas."""
-    if not envelope:
-        return "{", "}"
-    schema = json.dumps({"type": "struct", "fields": [c.schema for c in columns], "optional": False,
-                         "name": record_name}, separators=(",", ":"), ensure_ascii=False)
-    return '{"schema":' + schema + ',"payload":{', "}}"
-
-
-def value_writer(columns: Sequence[Column], record_name: str, envelope: bool,
-                  indexes: Sequence[int] | None = None) -> Callable[[Sequence[Any]], bytes]:
-    """``row -> JsonConverter bytes`` for ``columns`` (the row's values at ``indexes``, by default
-    all of them in order): the schema envelope (built once) and the payload struct.
-
-    The writer is compiled into one function per column set, like ``dataclasses`` and
-    ``namedtuple`` build theirs: per row it unpacks the values and formats each inline, with no
-    loop, no per-column call for text and whole numbers, and one string build. It writes exactly
-    what ``value_writer_reference`` writes (the unit tests compare them).
-    """
-    head, tail = _envelope_ends(columns, record_name, envelope)
-    env: dict[str, Any] = dict(_INLINE_NAMES)
-    if indexes is None:
-        lines = [f"    {''.join(f'v{i}, ' for i in range(len(columns)))}= row"]
-    else:
-        lines = [f"    v{i} = row[{j}]" for i, j in enumerate(indexes)]
-    pieces = ["_head"]
-    env["_head"] = head
-    for i, c in enumerate(columns):
-        env[f"_p{i}"] = ("," if i else "") + _dumps_str(c.name) + ":"
-        env[f"_w{i}"] = c.write
-        expr = c.inline.format(v=f"v{i}", w=f"_w{i}") if c.inline else f"_w{i}(v{i})"
-        lines.append(f"    s{i} = 'null' if v{i} is None else ({expr})")
-        pieces += [f"_p{i}", f"s{i}"]
-    env["_tail"] = tail
-    pieces.append("_tail")
-    lines.append("    return (" + " + ".join(pieces) + ").encode()")
-    names = ", ".join(env)
-    src = f"def _make({names}):\n  def write(row):\n" + "\n".join("  " + ln for ln in lines) + "\n  return write\n"
-    ns: dict[str, Any] = {}
-    exec(compile(src, f"<airconnect row writer {record_name}>", "exec"), ns)  # noqa: S102 - code built above, no input text
-    return ns["_make"](**env)
-
-
-def value_writer_reference(columns: Sequence[Column], record_name: str, envelope: bool) -> Callable[[Sequence[Any]], bytes]:
-    """The plain form of :func:`value_writer`: a loop over the columns."""
-    prefixes = [_dumps_str(c.name) + ":" for c in columns]
-    writers = [c.write for c in columns]
-    head, tail = _envelope_ends(columns, record_name, envelope)
-    pairs = list(zip(prefixes, writers))
-
-    def write(row: Sequence[Any]) -> bytes:
-        return (head + ",".join([p + ("null" if v is None else w(v)) for (p, w), v in zip(pairs, row)]) + tail).encode()
-    return write
-
-
-# ----------------------------------------------------------------------------- offsets
-
-def micros_of(value: dt.datetime) -> int:
-    """Microseconds since the epoch of an aware datetime."""
-    delta = value - EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(micros: int) -> dt.datetime:
-    return EPOCH + dt.timedelta(microseconds=micros)
-
-
-def ts_offset(micros: int) -> dict[str, int]:
-    """Kafka Connect's timestamp offset fields: epoch milliseconds + nanoseconds of the second."""
-    return {"timestamp": micros // 1000, "timestamp_nanos": (micros % 1_000_000) * 1000}
-
-
-def ts_micros_from_offset(offset: Mapping[str, Any]) -> int | None:
-    ms = offset.get("timestamp")
-    if ms is None:
-        return None
-    nanos = offset.get("timestamp_nanos")
-    if nanos is None:
-        return int(ms) * 1000
-    return (int(ms) // 1000) * 1_000_000 + int(nanos) // 1000
 
 
 # ----------------------------------------------------------------------------- the connector
@@ -573,6 +138,7 @@ class JdbcSource:
         self.mode: str = config["mode"]
         self.kafka = dict(kafka)
         self.connect = connect
+        self.store = store
         self.offsets = Offsets(store, config.name)
         self.zone = zoneinfo.ZoneInfo(config["db.timezone"])
         self.batch = config["batch.max.rows"]
@@ -597,17 +163,12 @@ class JdbcSource:
         try:
             dialect = dialect_of(conn)
             dialect.prepare_session(conn)
-            admin = Admin(self.kafka)
-            admin.ensure_offsets_topic()
-            writer = SourceWriter(self.kafka, self.name)
-            try:
+            with SourceDelivery(self.name, self.store, self.kafka, progress=progress) as delivery:
                 for partition, source, topic in self.sources():
-                    admin.ensure_topic(topic)
+                    delivery.ensure_topic(topic)
                     table = TableResult(source if "table" in partition else "query", topic)
                     result.tables.append(table)
-                    self._read(conn, dialect, writer, partition, source, topic, table, progress)
-            finally:
-                writer.close()
+                    self._read(conn, dialect, delivery, partition, source, topic, table)
         finally:
             try:
                 conn.close()
@@ -628,17 +189,13 @@ class JdbcSource:
         cols = [dialect.quote(c) for c in self.config["timestamp.column.name"]]
         return cols[0] if len(cols) == 1 else f"COALESCE({', '.join(cols)})"
 
-    def _read(self, conn: Any, dialect: Dialect, writer: SourceWriter, partition: dict[str, str], source: str,
-              topic: str, table: TableResult, progress: Progress) -> None:
+    def _read(self, conn: Any, dialect: Dialect, delivery: SourceDelivery, partition: dict[str, str], source: str,
+              topic: str, table: TableResult) -> None:
         what = f"connector '{self.name}' ({table.source})"
-        stored = self.offsets.get(partition)
+        stored = delivery.stored(partition)
         self._check_offset(partition, stored)
-        key = journal_key(self.name, partition)
-        offset = writer.recover(key, stored)
-        if offset != stored:
-            log.warning("%s: the previous run committed a batch but died before saving its offset; resuming after it", what)
-            table.recovered = True
-            self._save(partition, offset)
+        offset = delivery.resume(partition, stored)
+        table.recovered = offset != stored
         frm = self._from(dialect, source)
         cur = conn.cursor()
         try:
@@ -710,7 +267,7 @@ class JdbcSource:
             except Exception as exc:  # noqa: BLE001
                 raise _db_error(exc, f"{what}: querying") from None
             if self.mode == "bulk":
-                self._bulk(cur, fetch, writer, topic, to_value, to_key, table, progress, what)
+                self._bulk(cur, fetch, delivery, topic, to_value, to_key, table, what)
                 return
             # A batch is one transaction, streamed: each fetched chunk's records go to Kafka at once
             # (memory holds a chunk, whatever batch.max.rows is), and the batch's end commits them
@@ -722,7 +279,6 @@ class JdbcSource:
             # Rows delivered at or below the offset (its "delivered_at_or_below"): every row a batch
             # delivers is at or below the offset that batch commits, so it grows by the batch's count.
             delivered_total = baseline or 0
-            in_txn = False
             previous = offset
             last_row: Sequence[Any] | None = None  # the batch's last row: its timestamp and id make the offset
             lookback_us = int(self.lookback.total_seconds() * 1_000_000)
@@ -735,12 +291,9 @@ class JdbcSource:
                 return micros_of(self._aware(raw_ts, naive_ts))
 
             def send() -> None:
-                nonlocal in_txn, batch_rows
+                nonlocal batch_rows
                 if values:
-                    if not in_txn:
-                        writer.begin()
-                        in_txn = True
-                    writer.produce_many(topic, values, keys)
+                    delivery.send(topic, values, keys)
                     values.clear()
                     keys.clear()
                 if batch_rows and last_row is not None:
@@ -756,7 +309,7 @@ class JdbcSource:
                 return batch_rows[cut:]
 
             def commit() -> dict[str, Any] | None:
-                nonlocal count, in_txn, batch_rows, delivered_total
+                nonlocal count, batch_rows, delivered_total
                 assert last_row is not None
                 send()
                 last_ts = row_micros(last_row) if ts_idx is not None else None
@@ -767,10 +320,10 @@ class JdbcSource:
                     horizon = max(last_ts, stored_ts if stored_ts is not None else last_ts) - lookback_us
                     delivered = [(row_micros(row), ident(row)) for row in rows_after(horizon)]
                 delivered_total += count
-                new = self._commit(writer, key, partition, count, delivered, previous, last_ts,
+                new = self._commit(delivery, partition, delivered, previous, last_ts,
                                    last_row[inc_idx] if inc_idx is not None else None, stored_ts, recent, table,
-                                   progress, delivered_total)
-                count, in_txn, batch_rows = 0, False, []
+                                   delivered_total)
+                count, batch_rows = 0, []
                 return new
 
             # Per row only what every row needs: its value and key. Timestamps are read for the
@@ -822,9 +375,7 @@ class JdbcSource:
                 # reconcile.on.mismatch=warn, or an offset from before the count): journal the new
                 # count in a transaction of its own, as a batch would.
                 previous = {**offset, "delivered_at_or_below": baseline}
-                writer.begin()
-                writer.commit({key: (previous, offset)})
-                self._save(partition, previous)
+                delivery.commit(partition, previous)
             table.offset = previous
         finally:
             try:
@@ -832,22 +383,19 @@ class JdbcSource:
             except Exception:  # noqa: BLE001
                 pass
 
-    def _bulk(self, cur: Any, fetch: int, writer: SourceWriter, topic: str, to_value: Callable[[Sequence[Any]], bytes],
-              to_key: Callable[[Sequence[Any]], bytes] | None, table: TableResult, progress: Progress, what: str) -> None:
-        """A whole snapshot in one transaction: a crash mid-snapshot leaves none of it visible."""
-        writer.begin()
+    def _bulk(self, cur: Any, fetch: int, delivery: SourceDelivery, topic: str,
+              to_value: Callable[[Sequence[Any]], bytes], to_key: Callable[[Sequence[Any]], bytes] | None,
+              table: TableResult, what: str) -> None:
+        """A whole snapshot in one transaction: a crash (or an error) mid-snapshot leaves none of it visible."""
         while True:
             try:
                 rows = cur.fetchmany(fetch)
             except Exception as exc:  # noqa: BLE001
-                writer.abort()
-                raise _db_error(exc, f"{what}: fetching rows") from None
+                raise _db_error(exc, f"{what}: fetching rows") from None  # the delivery aborts the batch
             if not rows:
                 break
-            writer.produce_many(topic, [to_value(r) for r in rows], [to_key(r) for r in rows] if to_key else None)
-            table.records += len(rows)
-            progress.add(len(rows))
-        writer.commit({})
+            delivery.send(topic, [to_value(r) for r in rows], [to_key(r) for r in rows] if to_key else None)
+        table.records += delivery.commit_snapshot().records
         table.batches = 1
 
     def _source_error(self, exc: BaseException, source: str, what: str) -> Exception:
@@ -1084,18 +632,12 @@ class JdbcSource:
         order = f" ORDER BY {ts}" + (f", {inc}" if inc else "")
         return f"SELECT * FROM {frm} WHERE " + " AND ".join(where), params, order
 
-    def _save(self, partition: Mapping[str, Any], offset: Mapping[str, Any] | None) -> None:
-        if offset is None:
-            return
-        self.offsets.put(partition, offset)
-        self.offsets.save()
-
-    def _commit(self, writer: SourceWriter, key: bytes, partition: dict[str, str], records: int,
+    def _commit(self, delivery: SourceDelivery, partition: dict[str, str],
                 delivered: list[tuple[int, str]], previous: dict[str, Any] | None,
                 batch_last_ts: int | None, batch_last_inc: Any, last_micros: int | None,
-                recent: Counter[tuple[int, str]], table: TableResult, progress: Progress,
+                recent: Counter[tuple[int, str]], table: TableResult,
                 delivered_at_or_below: int) -> dict[str, Any] | None:
-        """Ends the batch's transaction (its records were sent) with the new offset."""
+        """Ends the batch (its records were sent) at the new offset."""
         new: dict[str, Any] = {}
         if "timestamp" in self.mode and batch_last_ts is not None:
             top = max(batch_last_ts, last_micros) if last_micros is not None else batch_last_ts
@@ -1116,9 +658,6 @@ class JdbcSource:
                     inc = prev_inc
             new["incrementing"] = inc
         new["delivered_at_or_below"] = delivered_at_or_below
-        writer.commit({key: (new, previous)})
-        self._save(partition, new)
-        table.records += records
+        table.records += delivery.commit(partition, new).records
         table.batches += 1
-        progress.add(records)
-        return new or previous
+        return new

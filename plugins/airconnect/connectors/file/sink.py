@@ -18,30 +18,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from contextlib import closing as _closing
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task, register
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task
 from airconnect.core.converters import payload_text, plain_payload
 from airconnect.core.deadletters import SinkDeadLetters, tolerates
+from airconnect.core.delivery import SinkDelivery
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.failpoints import failpoint
-from airconnect.core.kafka_client import (
-    GroupCommitter,
-    PartitionProgress,
-    committed_group_offsets,
-    read_to_end,
-    sink_group_id,
-)
-from airconnect.core.offsets import KeyValueStore, Offsets
+from airconnect.core.kafka_client import sink_group_id
+from airconnect.core.offsets import KeyValueStore, Offsets, only_keys, whole_number
 from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
 
 WRITE_BUFFER: Final = 1 << 20
 
-FILE_SINK = register(ConnectorClass(
+FILE_SINK = ConnectorClass(
     name="airconnect.FileSink",
     kind="sink",
     aliases=(
@@ -49,6 +43,7 @@ FILE_SINK = register(ConnectorClass(
         "FileStreamSinkConnector",
         "FileStreamSink",
         "airconnect.core.file_sink.FileSink",
+        "airconnect.connectors.file.sink.FileSink",
     ),
     keys=(
         Key("file", "path", doc="The file to append each record's payload to; relative paths are under $AIRCONNECT_DATA_DIR.",
@@ -58,7 +53,34 @@ FILE_SINK = register(ConnectorClass(
     ),
     doc="Appends each record's payload to a file, one line per record.",
     check=one_task,
-))
+    runner=lambda config, store, kafka: FileSink(config, store, kafka),
+    topics=lambda config: list(config["topics"]),
+    check_offset=lambda config, partition, offset: _check_offset(partition, offset),
+    offset_partition=("filename",),
+    title="a file sink",
+    holds=lambda config: _holds(config["file"]),
+)
+
+
+def _check_offset(partition: Mapping[str, Any], offset: Mapping[str, Any] | None) -> str | None:
+    """Besides its Kafka partitions, the file's length: ``{"filename": path}`` -> ``{"position": n}``."""
+    if "filename" not in partition:
+        return f"has a partition {dict(partition)!r} that a file sink does not use"
+    problem = only_keys(partition, {"filename"}, "partition")
+    if problem is None and (not isinstance(partition["filename"], str) or not partition["filename"]):
+        problem = "needs 'filename' (a path)"
+    if problem is None and offset is not None:
+        problem = whole_number(offset, "position") or only_keys(offset, {"position"}, "offset")
+    return problem
+
+
+def _holds(path: str) -> list[str]:
+    """The file, if it holds lines already: a reset would append them again."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return []
+    return [f"the file {path} ({size} bytes)"] if size else []
 
 
 
@@ -89,25 +111,11 @@ class FileSink:
         self.path: str = config["file"]
         self.topics: list[str] = config["topics"]
         self.checkpoint_records: int = config["checkpoint.records"]
+        self.store = store
         self.offsets = Offsets(store, config.name)
         self.kafka = dict(kafka)
         self.group = sink_group_id(config.name)
         self.file_partition = {"filename": self.path}
-
-    def _start_offsets(self) -> dict[str, dict[int, int]]:
-        starts: dict[str, dict[int, int]] = {t: {} for t in self.topics}
-        for partition, offset in self.offsets.items():
-            topic = partition.get("kafka_topic")
-            if topic in starts:
-                p = partition.get("kafka_partition")
-                value = offset.get("kafka_offset")
-                if isinstance(p, bool) or not isinstance(p, int) or isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise self.offsets._fail(f"partition {partition} has offset {offset}; expected {{'kafka_offset': n >= 0}}")
-                starts[topic][p] = value
-        for topic, parts in starts.items():  # no Variable entry yet: the consumer group's commits
-            if not parts:
-                parts.update(committed_group_offsets(self.kafka, self.group, topic))
-        return starts
 
     def _recover_file(self, result: FileSinkResult) -> int:
         """Bring the file back to the length of the last checkpoint; return that length."""
@@ -144,17 +152,13 @@ class FileSink:
             # before its first checkpoint is truncated back to it (not left with lines written twice).
             self.offsets.put(self.file_partition, {"position": length})
             self.offsets.save()
-        starts = self._start_offsets()
         dead = SinkDeadLetters(self.config, self.kafka, self.topics) if tolerates(self.config) else None
-        partitions: dict[tuple[str, int], PartitionProgress] = {}
         buf = bytearray()
         since_checkpoint = 0
-        committer = GroupCommitter(self.kafka, self.group)
-        with open(self.path, "ab") as f, _closing(committer):
+        with open(self.path, "ab") as f, SinkDelivery(self.name, self.store, self.kafka, self.topics, group=self.group,
+                                                      dead_letters=dead) as delivery:
             def checkpoint() -> None:
                 nonlocal since_checkpoint, length
-                if dead is not None:
-                    dead.flush()  # dead letters are acknowledged before the offsets move past them
                 if buf:
                     f.write(buf)
                     buf.clear()
@@ -163,14 +167,10 @@ class FileSink:
                 os.fsync(f.fileno())
                 failpoint("file_sink.fsynced")
                 length = f.tell()
-                for (topic, p), pp in partitions.items():
-                    self.offsets.put({"kafka_topic": topic, "kafka_partition": p}, {"kafka_offset": pp.next_offset})
-                self.offsets.put(self.file_partition, {"position": length})
-                self.offsets.save()
-                committer.commit({k: pp.next_offset for k, pp in partitions.items()})
+                delivery.checkpoint(own=[(self.file_partition, {"position": length})])
                 since_checkpoint = 0
 
-            for msg in read_to_end(self.kafka, starts, group_id=self.group, progress=partitions):
+            for msg in delivery.records():
                 line = plain_payload(msg.value())  # the common case: a plain line in an envelope, no parsing
                 if line is None:
                     try:
@@ -181,7 +181,7 @@ class FileSink:
                             result.dead_letters += 1
                             since_checkpoint += 1
                             continue
-                        partitions[(msg.topic(), msg.partition())].next_offset = msg.offset()  # stay before it
+                        delivery.stay_before(msg)
                         checkpoint()
                         raise DataError(
                             f"connector '{self.name}': record {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc}. "
@@ -203,9 +203,9 @@ class FileSink:
                 if since_checkpoint >= self.checkpoint_records:
                     checkpoint()
                     progress.add(self.checkpoint_records)
-            moved = any(pp.next_offset != pp.start for pp in partitions.values())
-            if moved or buf or self.offsets.get(self.file_partition) is None or result.truncated_bytes:
+            if delivery.moved or buf or self.offsets.get(self.file_partition) is None or result.truncated_bytes:
                 checkpoint()
+            partitions = delivery.positions
         progress.count = result.records
         progress.done()
         result.seconds = round(progress.seconds, 3)

@@ -27,12 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task, register
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task
 from airconnect.core.converters import StringValueWriter, plain_lines
 from airconnect.core.deadletters import DeadLetter, context_headers, dead_letter_topic, report, tolerates
+from airconnect.core.delivery import SourceDelivery
 from airconnect.core.errors import ConfigError, DataError
-from airconnect.core.kafka_client import Admin, SourceWriter, journal_key
-from airconnect.core.offsets import KeyValueStore, Offsets
+from airconnect.core.offsets import KeyValueStore, Offsets, only_keys, text_fields, whole_number
 from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 TAIL_BYTES: Final = 64
 READ_CHUNK: Final = 1 << 20
 
-FILE_SOURCE = register(ConnectorClass(
+FILE_SOURCE = ConnectorClass(
     name="airconnect.FileSource",
     kind="source",
     aliases=(
@@ -48,6 +48,7 @@ FILE_SOURCE = register(ConnectorClass(
         "FileStreamSourceConnector",
         "FileStreamSource",
         "airconnect.core.file_source.FileSource",
+        "airconnect.connectors.file.source.FileSource",
     ),
     keys=(
         Key("file", "path", doc="The file to read; relative paths are under $AIRCONNECT_DATA_DIR.", check=not_a_directory),
@@ -62,7 +63,29 @@ FILE_SOURCE = register(ConnectorClass(
     ),
     doc="Reads a growing text file, one record per line.",
     check=one_task,
-))
+    runner=lambda config, store, kafka: FileSource(config, store, kafka),
+    topics=lambda config: [config["topic"]],
+    check_offset=lambda config, partition, offset: _check_offset(partition, offset),
+    offset_partition=("filename",),
+    title="a file source",
+)
+
+_OFFSET_KEYS: Final = {"position", "inode", "mtime_ns", "tail_sha1", "prefix_bytes", "prefix_sha1"}
+
+
+def _check_offset(partition: Mapping[str, Any], offset: Mapping[str, Any] | None) -> str | None:
+    """``{"filename": path}`` -> ``{"position": n, ...}`` (the rest of the offset is optional)."""
+    if "filename" not in partition:
+        return f"has a partition {dict(partition)!r}; a file source's is {{'filename': path}}"
+    problem = only_keys(partition, {"filename"}, "partition")
+    if problem is None and (not isinstance(partition["filename"], str) or not partition["filename"]):
+        problem = "needs 'filename' (a path)"
+    if problem is None and offset is not None:
+        problem = (whole_number(offset, "position") or only_keys(offset, _OFFSET_KEYS, "offset")
+                   or next((p for k in ("inode", "mtime_ns", "prefix_bytes")
+                            if (p := whole_number(offset, k, required=False))), None)
+                   or text_fields(offset, "tail_sha1", "prefix_sha1"))
+    return problem
 
 
 @dataclass
@@ -159,6 +182,7 @@ class FileSource:
         self.topic: str = config["topic"]
         self.batch_size: int = config["batch.size"]
         self.to_value = StringValueWriter(config["value.converter"], config["value.converter.schemas.enable"])
+        self.store = store
         self.offsets = Offsets(store, config.name)
         self.kafka = dict(kafka)
         self.partition = {"filename": self.path}
@@ -208,38 +232,17 @@ class FileSource:
             result.from_position = result.to_position = pos
             result.extra["missing_file"] = True
             return result
-        admin = Admin(self.kafka)
-        admin.ensure_topic(self.topic)
-        if self.dead_topic:
-            admin.ensure_topic(self.dead_topic)
-        admin.ensure_offsets_topic()
-        writer = SourceWriter(self.kafka, self.name)
-        key = journal_key(self.name, self.partition)
         progress = Progress(log, f"connector '{self.name}' ({self.path} -> {self.topic})", unit="lines")
-        try:
-            offset = writer.recover(key, stored)
-            if offset != stored:
-                log.warning(
-                    "connector '%s': the previous run committed up to byte %s but died before saving it; "
-                    "resuming from there (nothing is sent twice)", self.name, (offset or {}).get("position"),
-                )
-                result.recovered = True
-                self._save(offset)
-            self._read(writer, key, offset, result, progress)
-        finally:
-            writer.close()
+        topics = [self.topic] + ([self.dead_topic] if self.dead_topic else [])
+        with SourceDelivery(self.name, self.store, self.kafka, topics=topics, progress=progress) as delivery:
+            offset = delivery.resume(self.partition, stored)
+            result.recovered = offset != stored
+            self._read(delivery, offset, result)
         progress.done()
         result.seconds = round(progress.seconds, 3)
         return result
 
-    def _save(self, offset: Mapping[str, Any] | None) -> None:
-        if offset is None:
-            return
-        self.offsets.put(self.partition, offset)
-        self.offsets.save()
-
-    def _read(self, writer: SourceWriter, key: bytes, offset: dict[str, Any] | None,
-              result: FileSourceResult, progress: Progress) -> None:
+    def _read(self, delivery: SourceDelivery, offset: dict[str, Any] | None, result: FileSourceResult) -> None:
         try:
             f = open(self.path, "rb")
         except OSError as exc:  # a folder or no permission: a person has to change something
@@ -273,15 +276,12 @@ class FileSource:
             # A batch is one transaction, streamed: records go to Kafka as each chunk of the file is
             # read (memory holds a chunk, whatever batch.size is), and the batch's end commits them
             # with the new position. A crash before the commit leaves none of them visible.
-            txn = _Batch(writer, self.topic)
+            txn = _Batch(delivery, self.topic)
             pending = b""
             pos = position  # byte position just after the last complete line seen
 
-            previous = offset
-
             def commit() -> None:
-                nonlocal previous
-                previous = self._commit(writer, key, f, txn, pos, st, prefix, previous, result, progress)
+                self._commit(delivery, f, txn, pos, st, prefix, result)
 
             while pos + len(pending) < end:
                 chunk = f.read(min(READ_CHUNK, end - pos - len(pending)))
@@ -345,31 +345,26 @@ class FileSource:
                 # offset, or a file written again with the same bytes), so the sensor waits again.
                 here = _position_fields(f, pos, st, prefix)
                 if any(offset.get(k) != v for k, v in here.items()):
-                    self._save({"position": pos, **here})
+                    delivery.note(self.partition, {"position": pos, **here})
             if pending:
                 result.waiting_partial_line = True
                 log.info("connector '%s': the last %d bytes have no newline yet; they wait for the next run",
                          self.name, len(pending))
             result.to_position = pos
 
-    def _commit(self, writer: SourceWriter, key: bytes, f: Any, txn: _Batch, pos: int, st: os.stat_result,
-                prefix: _Prefix, previous: dict[str, Any] | None, result: FileSourceResult,
-                progress: Progress) -> dict[str, Any]:
-        """Ends the batch's transaction: its last records and dead letters, and the new position."""
+    def _commit(self, delivery: SourceDelivery, f: Any, txn: _Batch, pos: int, st: os.stat_result,
+                prefix: _Prefix, result: FileSourceResult) -> None:
+        """Ends the batch: its last records and dead letters, and the new position."""
         here = f.tell()
         new = {"position": pos, **_position_fields(f, pos, st, prefix)}
         f.seek(here)
         txn.send()
-        assert txn.open, "a batch commits only lines it sent"
-        writer.commit({key: (new, previous)})
-        self._save(new)
-        result.records += txn.records
-        result.dead_letters += txn.dead_letters
+        counts = delivery.commit(self.partition, new)
+        result.records += counts.records
+        result.dead_letters += counts.dead_letters
         result.batches += 1
         result.to_position = pos
-        progress.add(txn.records)
-        txn.reset()
-        return new
+        txn.count = 0
 
 
 def _position_fields(f: Any, pos: int, st: os.stat_result, prefix: _Prefix) -> dict[str, Any]:
@@ -379,31 +374,18 @@ def _position_fields(f: Any, pos: int, st: os.stat_result, prefix: _Prefix) -> d
 
 
 class _Batch:
-    """The open transaction of a batch: records converted but not sent yet, and counts."""
+    """The records of the open batch not sent yet (one file chunk's), and the batch's line count."""
 
-    def __init__(self, writer: SourceWriter, topic: str):
-        self.writer = writer
+    def __init__(self, delivery: SourceDelivery, topic: str):
+        self.delivery = delivery
         self.topic = topic
         self.values: list[bytes] = []
         self.dead: list[DeadLetter] = []
-        self.reset()
-
-    def reset(self) -> None:
-        self.open = False
         self.count = 0  # lines of the batch: records and dead letters
-        self.records = 0
-        self.dead_letters = 0
 
     def send(self) -> None:
-        if not self.values and not self.dead:
-            return
-        if not self.open:
-            self.writer.begin()
-            self.open = True
-        self.writer.produce_many(self.topic, self.values)
-        for letter in self.dead:
-            self.writer.produce(letter.topic, letter.value, headers=letter.headers)
-        self.records += len(self.values)
-        self.dead_letters += len(self.dead)
+        """This chunk's records and dead letters, into the open batch."""
+        self.delivery.send(self.topic, self.values)
+        self.delivery.send_dead(self.dead)
         self.values.clear()
         self.dead.clear()

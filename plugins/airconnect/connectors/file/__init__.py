@@ -1,0 +1,1 @@
+"""The file connectors: Kafka Connect's FileStreamSource and FileStreamSink, exactly once."""

@@ -1,0 +1,1 @@
+"""The JDBC source: Kafka Connect's JdbcSourceConnector (spec, dialect, rows, offset, source)."""
