@@ -181,3 +181,28 @@ def test_a_dead_letter_pending_when_a_bulk_chunk_commits_is_delivered_once_throu
     letters = dead_letters(kafka, f"{topic}.dlq")
     assert [v for v, _ in letters] == [lines[bad_at]]
     assert letters[0][1]["__connect.errors.position"] == str(sum(len(x) + 1 for x in lines[:bad_at]))
+
+
+def test_the_dead_letter_topics_replication_factor_and_logged_messages_are_honoured(tmp_path, kafka, unique, caplog):
+    """errors.deadletterqueue.topic.replication.factor is the DLQ's when it is created (a factor the
+    one-broker stack cannot give fails, naming the key); errors.log.include.messages logs the record."""
+    import logging
+
+    from airconnect.core.errors import ConfigError
+    from airconnect.core.offsets import MemoryStore
+    from airconnect.core.runtime import run
+    from helpers import file_source
+
+    path = tmp_path / "tenpo.csv"
+    path.write_bytes("店舗-1,ok\n".encode() + b"\xff\xfe broken\n")
+    base = {"errors.tolerance": "all", "errors.log.enable": "true", "errors.log.include.messages": "true"}
+    too_many = file_source(f"load-rf-{unique}", path, f"tenpo-rf-{unique}",
+                           **base, **{"errors.deadletterqueue.topic.replication.factor": "3"})
+    with pytest.raises(ConfigError) as err:
+        run(too_many, MemoryStore(), kafka)
+    assert f"connector 'load-rf-{unique}', key 'errors.deadletterqueue.topic.replication.factor'" in str(err.value)
+    one = file_source(f"load-rf1-{unique}", path, f"tenpo-rf1-{unique}",
+                      **base, **{"errors.deadletterqueue.topic.replication.factor": "1"})
+    with caplog.at_level(logging.WARNING, logger="airconnect"):
+        assert run(one, MemoryStore(), kafka)["dead_letters"] == 1
+    assert any("b'\\xff\\xfe broken'" in r.getMessage() for r in caplog.records)

@@ -147,3 +147,16 @@ def test_the_topics_a_jdbc_source_is_managed_by_are_the_sanitised_ones_it_writes
         "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector", "db.conn.id": "pos", "mode": "bulk",
         "table.whitelist": "Sales Table,sales$2018", "topic.prefix": "pos."}})
     assert cfg.topics == ["pos.Sales_Table", "pos.sales_2018"]
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("producer.override.linger.ms", "50", "per-connector client overrides are not supported"),
+    ("consumer.override.max.poll.records", "10", "per-connector client overrides are not supported"),
+    ("key.converter", "org.apache.kafka.connect.storage.StringConverter", "expected one of 'org.apache.kafka.connect.json.JsonConverter'"),
+    ("header.converter", "org.apache.kafka.connect.json.JsonConverter", "expected one of 'org.apache.kafka.connect.storage.StringConverter'"),
+])
+def test_a_key_airconnect_would_not_honour_is_refused(key, value, expected):
+    """Every declared key is honoured or refused: nothing is accepted and then ignored."""
+    with pytest.raises(ConfigError) as err:
+        validate({"name": "load-tenpo", "config": {**TUTORIAL_SOURCE["config"], key: value}})
+    assert f"connector 'load-tenpo', key '{key}': " in str(err.value) and expected in str(err.value)

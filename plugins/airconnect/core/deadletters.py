@@ -25,7 +25,7 @@ from typing import Any, Final
 from confluent_kafka import KafkaException, Message, Producer
 
 from airconnect.core.config import ConnectorConfig
-from airconnect.core.errors import KafkaUnavailableError
+from airconnect.core.errors import ConfigError, KafkaUnavailableError, PermanentError
 from airconnect.core.kafka_client import Admin, client_config, kafka_error, read_to_end
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,23 @@ def context_headers(config: ConnectorConfig, error: BaseException, stage: str, *
     return [(PREFIX + k, str(v).encode("utf-8")) for k, v in fields.items() if v is not None]
 
 
-def report(config: ConnectorConfig, error: BaseException, what: str, dlq: str) -> None:
+def report(config: ConnectorConfig, error: BaseException, what: str, dlq: str, record: bytes | None = None) -> None:
+    """Log a tolerated error (``errors.log.enable``), with the record itself if
+    ``errors.log.include.messages`` says so (off by default: records may hold personal data)."""
     if config["errors.log.enable"]:
-        log.warning("connector '%s': %s: %s; sent to the dead-letter topic %s", config.name, what, error, dlq)
+        shown = f" (the record: {record!r})" if config["errors.log.include.messages"] else ""
+        log.warning("connector '%s': %s: %s; sent to the dead-letter topic %s%s", config.name, what, error, dlq, shown)
+
+
+def ensure_dead_letter_topic(config: ConnectorConfig, admin: Admin, topic: str) -> None:
+    """Create a dead-letter topic with ``errors.deadletterqueue.topic.replication.factor`` (-1: the
+    broker's default); a factor the cluster cannot give fails naming that key."""
+    factor = config["errors.deadletterqueue.topic.replication.factor"]
+    try:
+        admin.ensure_topic(topic, replication_factor=factor)
+    except PermanentError as exc:
+        raise ConfigError(f"the dead-letter topic {topic} cannot have replication factor {factor}: {exc}",
+                          connector=config.name, key="errors.deadletterqueue.topic.replication.factor") from None
 
 
 class SinkDeadLetters:
@@ -75,7 +89,7 @@ class SinkDeadLetters:
         self._already: dict[tuple[str, int], int] = {}
         admin = Admin(kafka)
         for dlq in set(self.topics.values()):
-            admin.ensure_topic(dlq)
+            ensure_dead_letter_topic(config, admin, dlq)
         name = config.name.encode("utf-8")
         for msg in read_to_end(kafka, {dlq: None for dlq in set(self.topics.values())}, group_id=None):
             h = dict(msg.headers() or ())
@@ -87,7 +101,7 @@ class SinkDeadLetters:
     def send(self, msg: Message, error: BaseException, stage: str) -> None:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         dlq = self.topics[topic]
-        report(self.config, error, f"record {topic}[{partition}]@{offset}", dlq)
+        report(self.config, error, f"record {topic}[{partition}]@{offset}", dlq, msg.value())
         if offset <= self._already.get((topic, partition), -1):
             return  # a run that died before its checkpoint sent it already
         if self._producer is None:

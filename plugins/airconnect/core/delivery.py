@@ -72,10 +72,10 @@ class SourceDelivery:
         self.kafka = dict(kafka)
         self.offsets = Offsets(store, name)
         self.progress = progress
-        self._admin = Admin(self.kafka)
+        self.admin = Admin(self.kafka)
         for topic in topics:
-            self._admin.ensure_topic(topic)
-        self._admin.ensure_offsets_topic()
+            self.admin.ensure_topic(topic)
+        self.admin.ensure_offsets_topic()
         self.writer = SourceWriter(self.kafka, name)
         self._previous: dict[str, dict[str, Any] | None] = {}
         self._open = False
@@ -93,7 +93,7 @@ class SourceDelivery:
 
     def ensure_topic(self, topic: str) -> None:
         """Create ``topic`` if it is missing (for topics known only as the run goes, a table's say)."""
-        self._admin.ensure_topic(topic)
+        self.admin.ensure_topic(topic)
 
     # -- offsets
 

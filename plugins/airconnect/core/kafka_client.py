@@ -114,20 +114,24 @@ class Admin:
         except KafkaException as exc:
             raise kafka_error(exc, self.conn, "listing brokers") from None
 
-    def ensure_topic(self, topic: str, *, partitions: int = 1, config: Mapping[str, str] | None = None) -> int:
-        """Create ``topic`` if it is missing (broker-default replication); return its partition count."""
+    def ensure_topic(self, topic: str, *, partitions: int = 1, config: Mapping[str, str] | None = None,
+                     replication_factor: int = -1) -> int:
+        """Create ``topic`` if it is missing (-1: the broker's default replication); return its partition count."""
         existing = self.topics()
         if topic in existing:
             return existing[topic]
         futures = self.client.create_topics(
-            [NewTopic(topic, num_partitions=partitions, replication_factor=-1, config=dict(config or {}))],
+            [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor, config=dict(config or {}))],
             operation_timeout=15, request_timeout=15,
         )
         try:
             futures[topic].result()
             log.info("created topic %s (%d partition(s))", topic, partitions)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            code = exc.args[0].code()
+            if code == KafkaError.INVALID_REPLICATION_FACTOR:  # more replicas than brokers: a retry cannot help
+                raise PermanentError(f"creating topic {topic}: {exc.args[0].str()}") from None
+            if code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise kafka_error(exc, self.conn, f"creating topic {topic}") from None
         for _ in range(50):  # metadata propagates asynchronously
             if topic in self.topics():

@@ -99,7 +99,13 @@ def validate(definition: Mapping[str, Any], *, source: str | None = None) -> Con
     keys = cls.all_keys()
     errors: list[ConfigError] = []
     for k in raw:
-        if k not in keys and not k.startswith(("transforms", "predicates", "consumer.override.", "producer.override.")):
+        if k.startswith(("consumer.override.", "producer.override.", "admin.override.")):
+            errors.append(ConfigError(
+                "per-connector client overrides are not supported: airconnect's Kafka clients take their settings "
+                "from the Airflow Connection named by kafka.conn.id (its extra holds any librdkafka setting)"
+                + where, connector=name, key=k))
+            continue
+        if k not in keys and not k.startswith(("transforms", "predicates")):
             hint = difflib.get_close_matches(k, list(keys), n=1)
             errors.append(ConfigError(
                 f"is not a key of {cls.name}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + where
@@ -122,8 +128,6 @@ def validate(definition: Mapping[str, Any], *, source: str | None = None) -> Con
             errors.append(exc)
     if not errors:
         values["connector.class"] = cls.name
-        overrides = {k: v for k, v in raw.items() if k.startswith(("consumer.override.", "producer.override."))}
-        values.update(overrides)
         result = ConnectorConfig(name=name, cls=cls, values=values, raw=dict(raw))
         if cls.check is None:
             return result

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task
 from airconnect.core.converters import StringValueWriter, plain_lines
-from airconnect.core.deadletters import DeadLetter, context_headers, dead_letter_topic, report, tolerates
+from airconnect.core.deadletters import DeadLetter, context_headers, dead_letter_topic, ensure_dead_letter_topic, report, tolerates
 from airconnect.core.delivery import SourceDelivery
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.offsets import KeyValueStore, Offsets, only_keys, text_fields, whole_number
@@ -233,8 +233,9 @@ class FileSource:
             result.extra["missing_file"] = True
             return result
         progress = Progress(log, f"connector '{self.name}' ({self.path} -> {self.topic})", unit="lines")
-        topics = [self.topic] + ([self.dead_topic] if self.dead_topic else [])
-        with SourceDelivery(self.name, self.store, self.kafka, topics=topics, progress=progress) as delivery:
+        with SourceDelivery(self.name, self.store, self.kafka, topics=[self.topic], progress=progress) as delivery:
+            if self.dead_topic:
+                ensure_dead_letter_topic(self.config, delivery.admin, self.dead_topic)
             offset = delivery.resume(self.partition, stored)
             result.recovered = offset != stored
             self._read(delivery, offset, result)
@@ -325,7 +326,7 @@ class FileSource:
                                 f"connector '{self.name}': {error}. The {result.records} lines before it were delivered; "
                                 f"the stored position stays at byte {pos}."
                             ) from None
-                        report(self.config, error, f"the line at byte {pos}", self.dead_topic)
+                        report(self.config, error, f"the line at byte {pos}", self.dead_topic, line)
                         txn.dead.append(DeadLetter(self.dead_topic, line, context_headers(
                             self.config, error, "SOURCE", file=self.path, position=pos)))
                     else:
