@@ -109,6 +109,7 @@ def run(bench: Any) -> dict[str, Any]:
     inventory, ec = data / "zaiko" / "latest.txt", data / "ec" / "zaiko-latest.txt"
     inventory.parent.mkdir(parents=True, exist_ok=True)
     env = _env(home, port, connectors, data)
+    env["AIRCONNECT_INVENTORY_SYNC_CONNECTORS"] = f"{bench.name('load-zaiko')},{bench.name('sink-zaiko')}"  # the DAG's
     log = work / "airflow.log"
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "passwords.json").exists():

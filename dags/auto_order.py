@@ -25,14 +25,16 @@ from airflow.sdk import DAG, Param
 from airconnect.connectors.file.source import FILE_SOURCE
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE
 from airconnect.connectors.s3.spec import S3_SINK
-from airconnect.core.registry import read_definitions
+from airconnect.flows import connectors_of
 from airconnect.operators import JdbcSourceOperator
 from airconnect_retail.assets import INVENTORY, SALES_FORECAST
 from airconnect_retail.auto_order import orders_topic
 from airconnect_retail.operators import InventoryViewOperator, PlaceOrdersOperator
 
-# Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
-definitions = read_definitions().using(JDBC_SOURCE, S3_SINK, FILE_SOURCE)
+# The connectors this DAG uses, by name ($AIRCONNECT_AUTO_ORDER_CONNECTORS renames them): the JDBC source
+# that publishes the orders, the S3 sink whose bucket holds the forecast, the file source of the inventory.
+definitions = connectors_of("auto_order", ["jdbc-auto-orders", "s3-forecast", "load-zaiko-data"],
+                            JDBC_SOURCE, S3_SINK, FILE_SOURCE)
 publishers = [c for c in definitions if c.cls is JDBC_SOURCE and orders_topic() in c.topics]
 sinks = [c for c in definitions if c.cls is S3_SINK]
 # The inventory is what flow 1 loads: the file source's topic (zaiko-data).

@@ -1,7 +1,9 @@
 """Flow 1, inventory sync: inventory CSV file -> topic zaiko-data -> the EC site's file.
 
-Built from the file connector definitions in include/connectors/ (``$AIRCONNECT_CONNECTORS_DIR``):
-every file source gets a deferrable wait and a load task, every file sink runs after them.
+Runs the file connectors it names (``load-zaiko-data`` and ``sink-zaiko-data`` in
+include/connectors/, ``$AIRCONNECT_CONNECTORS_DIR``; ``$AIRCONNECT_INVENTORY_SYNC_CONNECTORS``
+names others): every file source gets a deferrable wait and a load task, every file sink runs
+after them.
 Near-continuous: with the scheduler running, each run waits (in the triggerer, holding no
 worker slot) until the inventory file grows, then delivers the new lines; the next run starts
 as soon as one ends. A manual run (UI button, ``airflow dags test inventory_sync``) does one
@@ -16,13 +18,13 @@ from airflow.sdk import DAG
 
 from airconnect.connectors.file.sink import FILE_SINK
 from airconnect.connectors.file.source import FILE_SOURCE
-from airconnect.core.registry import read_definitions
+from airconnect.flows import connectors_of
 from airconnect.operators import FileSinkOperator, FileSourceOperator
 from airconnect.sensors import FileChangeSensor
 from airconnect_retail.assets import INVENTORY
 
-# Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
-definitions = read_definitions().using(FILE_SOURCE, FILE_SINK)
+# The connectors this DAG runs, by name ($AIRCONNECT_INVENTORY_SYNC_CONNECTORS renames them).
+definitions = connectors_of("inventory_sync", ["load-zaiko-data", "sink-zaiko-data"], FILE_SOURCE, FILE_SINK)
 sources = [c for c in definitions if c.cls is FILE_SOURCE]
 sinks = [c for c in definitions if c.cls is FILE_SINK]
 

@@ -23,11 +23,12 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from airconnect.assets import manifest_asset
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE
 from airconnect.connectors.s3.spec import S3_SINK
-from airconnect.core.registry import read_definitions
+from airconnect.flows import connectors_of
 from airconnect.operators import JdbcSourceOperator, MonthManifestOperator, S3SinkOperator
 
-# Only this DAG's classes: an invalid definition of another class breaks its own DAG, not this one.
-definitions = read_definitions().using(JDBC_SOURCE, S3_SINK)
+# The connectors this DAG runs, by name ($AIRCONNECT_MONTHLY_FORECAST_EXPORT_CONNECTORS renames them).
+definitions = connectors_of("monthly_forecast_export", ["jdbc-ec-sales", "jdbc-pos-sales", "s3-forecast"],
+                            JDBC_SOURCE, S3_SINK)
 sinks = [c for c in definitions if c.cls is S3_SINK]
 # The sources that feed the sinks: JDBC sources writing a topic an S3 sink exports.
 exported = {t for sink in sinks for t in sink["topics"]}

@@ -20,12 +20,13 @@ from airflow.sdk import DAG, Param
 
 from airconnect.assets import manifest_asset
 from airconnect.connectors.s3.spec import S3_SINK
-from airconnect.core.registry import read_definitions
+from airconnect.flows import connectors_of
 from airconnect_retail.assets import SALES_FORECAST
 from airconnect_retail.operators import SalesForecastOperator
 from airconnect_retail.sales_forecast import forecast_topic
 
-sinks = read_definitions().using(S3_SINK)  # an invalid definition of another class does not break this DAG
+# The S3 sink whose exports it reads, by name ($AIRCONNECT_SALES_FORECAST_CONNECTORS renames it).
+sinks = connectors_of("sales_forecast", ["s3-forecast"], S3_SINK)
 # The forecast reads the forecast system's bucket: the (first) S3 sink's. It waits for that
 # sink's manifests only; another sink's (a Parquet copy, say) does not trigger it.
 sink = sinks[0] if sinks else None

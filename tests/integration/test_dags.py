@@ -70,7 +70,8 @@ def test_airflow_dags_test_runs_one_pass(tmp_path, kafka, unique, airflow_db):
     (data / "zaiko").mkdir(parents=True)
     inventory = data / "zaiko" / "latest.txt"
     inventory.write_text("ITEM001,SHOP001,929,2018-10-01 01:01:01\nITEM002,SHOP001,480,2018-10-01 01:01:01\n")
-    env = {**os.environ, "AIRCONNECT_CONNECTORS_DIR": str(defs), "AIRCONNECT_DATA_DIR": str(data)}
+    env = {**os.environ, "AIRCONNECT_CONNECTORS_DIR": str(defs), "AIRCONNECT_DATA_DIR": str(data),
+           "AIRCONNECT_INVENTORY_SYNC_CONNECTORS": f"load-{unique},sink-{unique}"}
     proc = subprocess.run([AIRFLOW, "dags", "test", "inventory_sync"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (data / "ec" / "zaiko-latest.txt").read_bytes() == inventory.read_bytes()
@@ -102,3 +103,18 @@ def test_a_bad_definition_breaks_only_the_dags_that_run_it_and_every_one_is_repo
     listed = broken["connector_definitions"]
     assert "connector 's3-forecast', key 's3.bucket.nmae'" in listed
     assert "connector 'sink-hanbai', key 'connector.class': unknown connector class 'com.example.NoSuchSink'" in listed
+
+
+def test_a_new_definition_rewires_no_dag_and_a_dags_connectors_are_named(tmp_path):
+    for f in (ROOT / "include" / "connectors").glob("*.json"):
+        (tmp_path / f.name).write_text(f.read_text())
+    (tmp_path / "load-hanbai.json").write_text(json.dumps({"name": "load-hanbai", "config": {
+        "connector.class": "FileStreamSource", "file": "hanbai/uriage.csv", "topic": "hanbai"}}))
+    bag = _dagbag(tmp_path)
+    assert bag.import_errors == {}
+    assert {t.task_id for t in bag.dags["inventory_sync"].tasks} == {"wait-load-zaiko-data", "load-zaiko-data",
+                                                                      "sink-zaiko-data"}
+    (tmp_path / "load-zaiko-data.json").unlink()  # a connector the DAG names is gone: its import error says so
+    errors = "\n".join(_dagbag(tmp_path).import_errors.values())
+    assert "connector 'load-zaiko-data': the DAG inventory_sync runs it, but no definition has this name" in errors
+    assert "AIRCONNECT_INVENTORY_SYNC_CONNECTORS" in errors

@@ -101,6 +101,11 @@ def hub(tmp_path_factory, kafka):
     env = {
         **os.environ,
         "AIRCONNECT_CONNECTORS_DIR": str(defs), "AIRCONNECT_DATA_DIR": str(base / "data"),
+        # The DAGs run the connectors they name: here, this module's own.
+        "AIRCONNECT_MONTHLY_FORECAST_EXPORT_CONNECTORS": f"jdbc-ec-{u},jdbc-pos-{u},s3-{u}",
+        "AIRCONNECT_SALES_FORECAST_CONNECTORS": f"s3-{u}",
+        "AIRCONNECT_AUTO_ORDER_CONNECTORS": f"jdbc-orders-{u},s3-{u},load-zaiko-{u}",
+        "AIRCONNECT_INVENTORY_SYNC_CONNECTORS": f"load-zaiko-{u}",
         f"AIRFLOW_CONN_EC_{u.upper()}": f"{dag_pg_url}/ec_{u}",
         f"AIRFLOW_CONN_AO_{u.upper()}": f"{dag_pg_url}/ao_{u}",
         f"AIRFLOW_CONN_POS_{u.upper()}": f"mysql://flows_{u}:{secrets.my}@127.0.0.1:{MY_PORT}/pos_{u}",

@@ -227,6 +227,7 @@ def airflow(tmp_path, scenario):
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
         "AIRCONNECT_DATA_DIR": str(scenario["data"]),
         "AIRCONNECT_CONNECTORS_DIR": str(scenario["defs"]),
+        "AIRCONNECT_INVENTORY_SYNC_CONNECTORS": f"{scenario['source']},{scenario['sink']}",
     })
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}"

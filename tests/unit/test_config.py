@@ -133,12 +133,6 @@ def test_every_invalid_definition_of_a_folder_is_reported_at_once(tmp_path):
     assert "key 'topicz': is not a key of airconnect.FileSink" in message
     assert "connector 'jdbc-uriage', key 'connector.class': unknown connector class 'JdbcSauce'" in message
     assert "d-broken.json is not valid JSON" in message
-    # What a DAG that runs only file sources asks for still loads; one that runs file sinks does not.
-    from airconnect.connectors.file.sink import FILE_SINK
-    from airconnect.connectors.file.source import FILE_SOURCE
-    assert [c.name for c in found.using(FILE_SOURCE)] == ["load-zaiko-data"]
-    with pytest.raises(ConfigError, match="connector 'sink-tenpo', key 'topicz'"):
-        found.using(FILE_SINK)
 
 
 def test_the_topics_a_jdbc_source_is_managed_by_are_the_sanitised_ones_it_writes():

@@ -156,16 +156,6 @@ class Definitions:
     def error_of(self, name: str) -> ConfigError | None:
         return next((e for e in self.errors if e.connector == name), None)
 
-    def using(self, *classes: ConnectorClass) -> list[ConnectorConfig]:
-        """The valid definitions of ``classes``; raises :class:`InvalidDefinitions` (every one) if a
-        definition of those classes is invalid. A DAG calls it for the classes it runs, so a bad
-        definition breaks only the DAGs that would run it."""
-        names = {c.name for c in classes}
-        bad = [e for e in self.errors if e.connector_class in names]
-        if bad:
-            raise bad[0] if len(bad) == 1 else InvalidDefinitions(bad)
-        return [c for c in self.configs if c.cls.name in names]
-
     def raise_errors(self) -> None:
         if self.errors:
             raise self.errors[0] if len(self.errors) == 1 else InvalidDefinitions(list(self.errors))
