@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from airconnect.connectors.file import check_file_offset
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task
 from airconnect.core.converters import payload_text, plain_payload
 from airconnect.core.deadletters import SinkDeadLetters, tolerates
@@ -28,7 +29,7 @@ from airconnect.core.delivery import SinkDelivery
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.failpoints import failpoint
 from airconnect.core.kafka_client import sink_group_id
-from airconnect.core.offsets import KeyValueStore, Offsets, only_keys, whole_number
+from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,7 @@ def _check_offset(partition: Mapping[str, Any], offset: Mapping[str, Any] | None
     """Besides its Kafka partitions, the file's length: ``{"filename": path}`` -> ``{"position": n}``."""
     if "filename" not in partition:
         return f"has a partition {dict(partition)!r} that a file sink does not use"
-    problem = only_keys(partition, {"filename"}, "partition")
-    if problem is None and (not isinstance(partition["filename"], str) or not partition["filename"]):
-        problem = "needs 'filename' (a path)"
-    if problem is None and offset is not None:
-        problem = whole_number(offset, "position") or only_keys(offset, {"position"}, "offset")
-    return problem
+    return check_file_offset(partition, offset, keys={"position"})
 
 
 def _holds(path: str) -> list[str]:

@@ -27,12 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from airconnect.connectors.file import check_file_offset
 from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task
 from airconnect.core.converters import StringValueWriter, plain_lines
 from airconnect.core.deadletters import DeadLetter, context_headers, dead_letter_topic, ensure_dead_letter_topic, report, tolerates
 from airconnect.core.delivery import SourceDelivery
 from airconnect.core.errors import ConfigError, DataError
-from airconnect.core.offsets import KeyValueStore, Offsets, only_keys, text_fields, whole_number
+from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -77,15 +78,8 @@ def _check_offset(partition: Mapping[str, Any], offset: Mapping[str, Any] | None
     """``{"filename": path}`` -> ``{"position": n, ...}`` (the rest of the offset is optional)."""
     if "filename" not in partition:
         return f"has a partition {dict(partition)!r}; a file source's is {{'filename': path}}"
-    problem = only_keys(partition, {"filename"}, "partition")
-    if problem is None and (not isinstance(partition["filename"], str) or not partition["filename"]):
-        problem = "needs 'filename' (a path)"
-    if problem is None and offset is not None:
-        problem = (whole_number(offset, "position") or only_keys(offset, _OFFSET_KEYS, "offset")
-                   or next((p for k in ("inode", "mtime_ns", "prefix_bytes")
-                            if (p := whole_number(offset, k, required=False))), None)
-                   or text_fields(offset, "tail_sha1", "prefix_sha1"))
-    return problem
+    return check_file_offset(partition, offset, keys=_OFFSET_KEYS, numbers=("inode", "mtime_ns", "prefix_bytes"),
+                             texts=("tail_sha1", "prefix_sha1"))
 
 
 @dataclass
