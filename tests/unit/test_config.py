@@ -154,3 +154,11 @@ def test_a_key_airconnect_would_not_honour_is_refused(key, value, expected):
     with pytest.raises(ConfigError) as err:
         validate({"name": "load-tenpo", "config": {**TUTORIAL_SOURCE["config"], key: value}})
     assert f"connector 'load-tenpo', key '{key}': " in str(err.value) and expected in str(err.value)
+
+
+def test_tasks_max_above_one_is_refused_until_tasks_are_spread():
+    jdbc = {"name": "jdbc-uriage", "config": {
+        "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector", "db.conn.id": "pos", "mode": "bulk",
+        "table.whitelist": "uriage", "topic.prefix": "pos.", "tasks.max": "3"}}
+    with pytest.raises(ConfigError, match="connector 'jdbc-uriage', key 'tasks.max': must be 1 for now"):
+        validate(jdbc)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, check_timezone
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, check_timezone, tasks_not_spread_yet
 from airconnect.core.errors import ConfigError
 from airconnect.core.offsets import only_keys, whole_number
 
@@ -66,6 +66,7 @@ def _check_names(cfg: ConnectorConfig) -> None:
 
 def _check(cfg: ConnectorConfig) -> None:
     name = cfg.name
+    tasks_not_spread_yet(cfg)
     if cfg["errors.tolerance"] != "none":
         raise ConfigError("must be 'none': the JDBC source has no dead-letter topic; a value it cannot convert "
                           "(a NaN or infinite number) stops the run at that row", connector=name, key="errors.tolerance")
