@@ -8,8 +8,9 @@ cd "$AIRCONNECT_ROOT"
 say() { printf '[setup] %s\n' "$*"; }
 
 # Debian packages: Java for Kafka, Maven to fetch its jars, the database servers, what
-# mysqlclient needs to build, Chromium for the UI test, and a Japanese font for the forecast charts.
-DEB_PACKAGES=(openjdk-17-jre-headless maven postgresql mariadb-server mariadb-client libmariadb-dev pkg-config gcc python3-venv chromium fonts-ipafont-gothic)
+# mysqlclient needs to build, Chromium for the UI test, a Japanese font for the forecast charts,
+# and PostgreSQL's wal2json output plugin for change data capture.
+DEB_PACKAGES=(openjdk-17-jre-headless maven postgresql "postgresql-$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1 || echo 15)-wal2json" mariadb-server mariadb-client libmariadb-dev pkg-config gcc python3-venv chromium fonts-ipafont-gothic)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   case "$p" in

@@ -55,6 +55,7 @@ start_mariadb() {
     --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
     --default-time-zone='+00:00' --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
     --innodb-buffer-pool-size=128M --innodb-log-file-size=256M --max-connections=200 \
+    --server-id=1 --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL --expire-logs-days=1 \
     --log-error="$log" >>"$dir/stdout.log" 2>&1 &
   pid=$!
   echo "$pid" >"$dir/mariadbd.pid"

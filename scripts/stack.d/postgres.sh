@@ -143,6 +143,10 @@ password_encryption = 'scram-sha-256'
 max_connections = 200
 shared_buffers = 128MB
 max_wal_size = 2GB
+# change data capture (airconnect's cdc source, Debezium): logical decoding through replication slots
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
 CONF
   rm -f "$data/postmaster.pid" # a stale one after a crash; pg_running said no server owns it
   say "starting postgres on 127.0.0.1:$port (data in $data)"
