@@ -33,7 +33,9 @@ def _free_port() -> int:
 class ConnectWorker:
     """A standalone worker running the given connectors (``{"name": ..., key: value}`` each)."""
 
-    def __init__(self, workdir: Path, bootstrap: str, connectors: list[dict[str, str]]):
+    def __init__(self, workdir: Path, bootstrap: str, connectors: list[dict[str, str]],
+                 plugin_path: Path | None = None):
+        """``plugin_path``: a folder of plugin folders (Debezium's jars, isolated from Kafka's)."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         worker = workdir / "worker.properties"
@@ -45,6 +47,7 @@ class ConnectWorker:
             "offset.flush.interval.ms=1000\n"
             f"listeners=http://127.0.0.1:{_free_port()}\n"
             "plugin.discovery=only_scan\n"
+            + (f"plugin.path={plugin_path}\n" if plugin_path is not None else "")
         )
         files = []
         for c in connectors:
