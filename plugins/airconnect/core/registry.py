@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -149,6 +149,8 @@ class Definitions:
 
     configs: tuple[ConnectorConfig, ...]
     errors: tuple[ConfigError, ...]
+    #: Where each valid definition comes from, by connector name (its file, or another source's label).
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     def by_name(self) -> dict[str, ConnectorConfig]:
         return {c.name: c for c in self.configs}
@@ -171,6 +173,7 @@ def read_definitions(directory: str | os.PathLike[str] | None = None) -> Definit
     if not folder.is_dir():
         raise ConfigError(f"the connector definitions folder {str(folder)!r} does not exist (set {CONNECTORS_DIR_ENV})")
     found: dict[str, ConnectorConfig] = {}
+    sources: dict[str, str] = {}
     errors: list[ConfigError] = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -190,10 +193,36 @@ def read_definitions(directory: str | os.PathLike[str] | None = None) -> Definit
                 errors.append(exc)
                 continue
             found[cfg.name] = cfg
+            sources[cfg.name] = str(path)
     for problem in errors:
         if problem.key == "name" and problem.connector in found:  # defined twice: neither copy runs
             problem.connector_class = found.pop(problem.connector).cls.name
-    return Definitions(tuple(found.values()), tuple(errors))
+    return Definitions(tuple(found.values()), tuple(errors), {c.name: sources[c.name] for c in found.values()})
+
+
+def merge_definitions(files: Definitions, stored: Iterable[tuple[str, Any]]) -> Definitions:
+    """``files`` (a folder's definitions) and a second source's (``(label, definition)`` pairs: the
+    ones created at runtime, say), validated alike. A name a file defines stays the file's: the
+    other source's definition of it is an error naming both."""
+    configs = {c.name: c for c in files.configs}
+    sources = dict(files.sources)
+    errors = list(files.errors)
+    taken = set(configs) | {e.connector for e in files.errors if e.connector}
+    for label, definition in stored:
+        try:
+            cfg = validate(definition, source=label)
+            if cfg.name in taken:
+                where = sources.get(cfg.name) or next((e.source for e in files.errors if e.connector == cfg.name), None)
+                raise ConfigError(f"is defined by the file {where} and again in {label}: the file's definition is the one "
+                                  f"that counts; delete the other", connector=cfg.name, key="name")
+        except ConfigError as exc:
+            exc.source = exc.source or label
+            errors.append(exc)
+            continue
+        configs[cfg.name] = cfg
+        sources[cfg.name] = label
+        taken.add(cfg.name)
+    return Definitions(tuple(configs.values()), tuple(errors), sources)
 
 
 def load_definitions(directory: str | os.PathLike[str] | None = None) -> list[ConnectorConfig]:
