@@ -104,6 +104,8 @@ JDBC_SOURCE = ConnectorClass(
         Key("timestamp.delay.interval.ms", "int", 0, "Leave rows newer than the database's now minus this.", minimum=0),
         Key("timestamp.lookback.ms", "int", 0, "Re-read this much before the offset; already-delivered rows are skipped.", minimum=0),
         Key("timestamp.null.handling", "string", "warn", "Rows whose timestamp is NULL: report them, or fail.", choices=("warn", "fail")),
+        Key("poll.interval.ms", "int", 5000, "How often new rows are looked for: the run interval of a connector created "
+            "at runtime (its DAG connector_<name>); a file-defined one runs on its DAG's schedule.", minimum=1000),
         Key("batch.max.rows", "int", 100000, "Rows per Kafka transaction (one offset commit per batch); they are "
             "fetched and sent 10,000 at a time, so memory does not grow with it.", minimum=1),
         Key("db.timezone", "string", "UTC", "Zone of timestamp columns without a time zone.", check=check_timezone),
