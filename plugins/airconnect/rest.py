@@ -31,9 +31,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import airconnect
 from airconnect.core import manage
@@ -87,8 +88,10 @@ async def check_access(
 ) -> None:
     """Airflow's authentication (``get_user``) and DAG authorization (``requires_access_dag``).
 
-    Unauthenticated requests get Airflow's 401 (no token) or 403 (a bad token); a user without
-    access to the connector's DAG gets 403. Overridden in tests through ``dependency_overrides``.
+    Unauthenticated requests get 401 (no token) or 403 (a bad token); a connector of a DAG the
+    user may not read answers 404 as if it did not exist (``GET /connectors`` leaves it out, see
+    :func:`visible_connectors`); one the user may read but not change answers 403 to a change.
+    Every refusal is in Connect's shape. Overridden in tests through ``dependency_overrides``.
     """
     from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 
@@ -99,7 +102,16 @@ async def check_access(
     if name:
         defs = _definitions()
         if name in defs:
-            dag_id = dag_of(defs[name])
+            dag_id = dag_of(defs[name]) or None
+    if dag_id is not None:
+        # A connector of a DAG the user may not read does not exist for them (it is not listed
+        # either): Connect's 404, the same as for an unknown name.
+        try:
+            requires_access_dag("GET", param_dag_id=dag_id)(request, user)
+        except HTTPException as exc:
+            if exc.status_code == 403:
+                raise ConnectError(404, f"Connector {name} not found") from None
+            raise
     method, entity = _method(request)
     requires_access_dag(method, entity, param_dag_id=dag_id)(request, user)
 
@@ -115,6 +127,13 @@ app = FastAPI(
 @app.exception_handler(ConnectError)
 async def _connect_error(_request: Request, exc: ConnectError) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content={"error_code": exc.status, "message": exc.message})
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Airflow's refusals (401, 403) and unknown paths in Connect's shape too, with their headers."""
+    return JSONResponse(status_code=exc.status_code, content={"error_code": exc.status_code, "message": str(exc.detail)},
+                        headers=exc.headers)
 
 
 @app.exception_handler(AirconnectError)
@@ -377,9 +396,27 @@ def _known(class_name: str) -> bool:
         return False
 
 
+def visible_connectors(request: Request) -> dict[str, ConnectorConfig]:
+    """The valid definitions whose DAG the requesting user may read (Airflow's auth manager).
+
+    A connector whose DAG is not known yet (no parsed DAG runs it, no class mapping) stays
+    visible to anyone check_access let through. Without a user (check_access overridden in
+    tests) every definition is visible.
+    """
+    defs = _definitions()
+    user = getattr(request.state, "airconnect_user", None)
+    if user is None or not defs:
+        return defs
+    from airflow.api_fastapi.app import get_auth_manager
+
+    dag_ids = {name: dag_of(config) for name, config in defs.items()}
+    readable = get_auth_manager().filter_authorized_dag_ids(dag_ids={d for d in dag_ids.values() if d}, user=user, method="GET")
+    return {name: config for name, config in defs.items() if not dag_ids[name] or dag_ids[name] in readable}
+
+
 @app.get("/connectors", response_model=None)
 def list_connectors(request: Request) -> list[str] | dict[str, Any]:
-    defs = _definitions()
+    defs = visible_connectors(request)
     expand = request.query_params.getlist("expand")
     if not expand:
         return sorted(defs)
@@ -530,4 +567,4 @@ def get_connector_lag(name: str) -> dict[str, Any]:
             "total_lag": sum(r["lag"] for r in rows)}
 
 
-__all__ = ["DAG_OF_CLASS", "app", "check_access", "connector_status", "dag_of", "validate_config"]
+__all__ = ["DAG_OF_CLASS", "app", "check_access", "connector_status", "dag_of", "validate_config", "visible_connectors"]
