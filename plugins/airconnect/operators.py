@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airconnect.connectors.file.sink import FILE_SINK
 from airconnect.connectors.file.source import FILE_SOURCE
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE
+from airconnect.connectors.jdbc_sink.spec import JDBC_SINK
 from airconnect.connectors.s3.manifest import MANIFEST_PREFIX, write_month_manifest
 from airconnect.connectors.s3.spec import S3_SINK
 from airconnect.core.config import ConnectorClass, ConnectorConfig
@@ -109,10 +110,20 @@ def db_connect(conn_id: str, connector: str) -> Any:
     )
 
 
+def db_params(conn_id: str) -> dict[str, Any]:
+    """An Airflow Connection's address and credentials, for what a DB-API connection cannot open
+    (a CDC source's replication connection, a binlog stream)."""
+    from airflow.sdk.bases.hook import BaseHook
+
+    c = BaseHook.get_connection(conn_id)
+    return {"host": c.host, "port": c.port, "user": c.login, "password": c.password, "database": c.schema}
+
+
 #: How the Airflow glue provides each resource a connector's spec names (``ConnectorClass.resources``).
 RESOURCES: dict[str, Callable[[ConnectorConfig], Any]] = {
     "connect": lambda config: db_connect(config["db.conn.id"], config.name),
     "s3_client": lambda config: s3_client(config["aws.conn.id"]),
+    "db_params": lambda config: db_params(config["db.conn.id"]),
 }
 
 
@@ -126,6 +137,19 @@ class JdbcSourceOperator(ConnectorOperator):
     """
 
     connector_class = JDBC_SOURCE
+
+
+class JdbcSinkOperator(ConnectorOperator):
+    """Writes each new committed struct record into database tables, exactly once (Confluent's
+    JDBC sink: insert, upsert, update, delete on tombstones).
+
+    Guarantee: the rows and the consumed offsets are committed in one database transaction (the
+    offsets in the table ``airconnect_sink_offsets``, authoritative at the next start); the Airflow
+    Variable and the consumer group follow. A run killed at any point and run again writes every
+    record once. The database connection comes from the Airflow Connection named by ``db.conn.id``.
+    """
+
+    connector_class = JDBC_SINK
 
 
 class S3SinkOperator(ConnectorOperator):

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from airconnect.connectors.cdc.spec import POSTGRES_CDC
 from airconnect.connectors.file.sink import FILE_SINK
 from airconnect.connectors.file.source import FILE_SOURCE
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE
+from airconnect.connectors.jdbc_sink.spec import JDBC_SINK
 from airconnect.connectors.s3.spec import S3_SINK
 from airconnect.core.config import (
     CONNECTORS_DIR_ENV,
@@ -35,7 +37,9 @@ CONNECTORS: Final[tuple[ConnectorClass, ...]] = (
     FILE_SOURCE,
     FILE_SINK,
     JDBC_SOURCE,
+    JDBC_SINK,
     S3_SINK,
+    POSTGRES_CDC,
 )
 
 _BY_NAME: Final[dict[str, ConnectorClass]] = {n: c for c in CONNECTORS for n in (c.name, *c.aliases)}

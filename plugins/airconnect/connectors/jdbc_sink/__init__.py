@@ -1,0 +1,1 @@
+"""JDBC sink: Confluent's JdbcSinkConnector (insert, upsert, update, delete), exactly once."""

@@ -1,0 +1,653 @@
+"""JDBC sink: writes struct records into database tables, like Confluent's ``JdbcSinkConnector``
+(``insert.mode`` insert/upsert/update, ``pk.mode``, ``delete.enabled``, ``auto.create``,
+``auto.evolve``, ``table.name.format``), exactly once.
+
+Records
+  Values are read as the converters wrote them (:func:`airconnect.core.data.to_connect`): a
+  JsonConverter envelope holding a struct, whose fields are the columns (the JDBC source's
+  records are such structs). A record without a schema, or whose value is not a struct, is
+  refused as Confluent's sink refuses it (a :class:`DataError` naming the connector and the
+  record, or a dead letter with ``errors.tolerance=all``). The key is read only when
+  ``pk.mode=record_key`` needs it (a struct, or a primitive with one ``pk.fields`` name).
+
+Tables
+  A topic's table is ``table.name.format`` with ``${topic}`` replaced; names are quoted by the
+  dialect's rules, so ``売上`` and ``Sales Table`` are tables like any other. A missing table is
+  created from the record schema (``auto.create``; Connect types to SQL types per dialect:
+  Decimal -> DECIMAL, Date -> DATE, Timestamp -> TIMESTAMP / DATETIME(6), strings -> TEXT, key
+  strings on MariaDB -> VARCHAR(256)); a field the table lacks is added (``auto.evolve``, optional
+  fields only, as in Confluent). Rows are written in multi-row statements of ``batch.size`` rows
+  (``INSERT ... VALUES (...),(...)``, with ``ON CONFLICT ... DO UPDATE`` / ``ON DUPLICATE KEY
+  UPDATE`` for upserts; ``UPDATE`` and ``DELETE`` statements batched by the driver).
+
+Exactly once
+  The sink's offsets live in the target database, in ``airconnect_sink_offsets(connector, topic,
+  kafka_partition, next_offset)``, and are written in the same transaction as the rows (one
+  transaction per ``checkpoint.records`` records and at the end of the run). At the start, the
+  table's offsets are authoritative: a run killed after its commit and before the Airflow
+  Variable was saved resumes after the committed rows, and a run killed before its commit left
+  nothing (the transaction rolled back). After each commit the Variable and the consumer group
+  ``connect-<name>`` are updated, so Kafka's tools and ``airconnect lag`` see the progress. A lock
+  held by the run's database session keeps a second run of the same connector from writing the
+  same records at the same time. DDL (``auto.create``, ``auto.evolve``) runs in a transaction of
+  its own, after the rows before it are committed with their offsets (MariaDB commits implicitly
+  at DDL).
+
+Records that cannot be written
+  A value that does not fit its column (too long, out of range, NULL into NOT NULL, a duplicate
+  key in insert mode) fails its batch; the batch is rolled back to a savepoint and written again
+  row by row, each under its own savepoint, to find the record(s) at fault. With
+  ``errors.tolerance=all`` those go to the dead-letter topic (acknowledged before the transaction
+  that moves the offsets past them commits); with ``none`` the run commits everything before the
+  first of them and stops with a :class:`DataError` naming it, its offset left at that record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import zoneinfo
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+from confluent_kafka import Message
+
+from airconnect.connectors.jdbc.dialect import _db_error, _detail, dialect_of
+from airconnect.connectors.jdbc_sink.spec import JDBC_SINK, KAFKA_PK_NAMES, table_name
+from airconnect.connectors.jdbc_sink.sql import LOGICAL, PRIMITIVES, Column, SinkSql, record_error
+from airconnect.core.config import ConnectorConfig
+from airconnect.core.data import to_connect
+from airconnect.core.deadletters import SinkDeadLetters, dead_letter_topic, tolerates
+from airconnect.core.delivery import SinkDelivery
+from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
+from airconnect.core.failpoints import failpoint
+from airconnect.core.jsonexact import parse_timestamp
+from airconnect.core.kafka_client import Admin, sink_group_id
+from airconnect.core.offsets import KeyValueStore
+from airconnect.core.progress import Progress
+
+log = logging.getLogger(__name__)
+
+UTC: Final = dt.timezone.utc
+#: Bound parameters per statement: PostgreSQL's protocol carries at most 65,535.
+MAX_PARAMS: Final = 65535
+TopicPartition = tuple[str, int]
+
+
+@dataclass
+class JdbcSinkResult:
+    connector: str
+    records: int = 0  # records read and handled (written, deleted, skipped or dead-lettered)
+    written: int = 0  # records written as rows (inserted, upserted or updated)
+    deleted: int = 0  # tombstones applied as deletes
+    dead_letters: int = 0
+    transactions: int = 0
+    tables_created: list[str] = field(default_factory=list)
+    columns_added: list[str] = field(default_factory=list)
+    resumed_from_database: bool = False
+    seconds: float = 0.0
+    offsets: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "tables_created": list(self.tables_created),
+                "columns_added": list(self.columns_added), "offsets": dict(self.offsets)}
+
+
+class RecordError(Exception):
+    """A record the sink cannot write; ``key`` names the configuration key it is about, if any."""
+
+    def __init__(self, message: str, key: str | None = None, stage: str = "TASK_PUT", *, fatal: bool = False):
+        super().__init__(message)
+        self.key = key
+        self.stage = stage
+        #: The table or the configuration is at fault, not the record: the run stops even with
+        #: errors.tolerance=all (every record after it would fail alike).
+        self.fatal = fatal
+
+
+@dataclass
+class Layout:
+    """How records of one schema (value, and key where it matters) become rows of one table."""
+
+    columns: list[Column]
+    extract: Callable[[Message, Any, Any], tuple[Any, ...]]  # (msg, key, value struct) -> row
+    key_width: int  # how many of the row's leading values are the key
+    statements: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    @property
+    def key_columns(self) -> list[Column]:
+        return [c for c in self.columns if c.key]
+
+
+class JdbcSink:
+    """Writes every new committed record of its topics into tables; see the module's documentation."""
+
+    def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any], connect: Any = None):
+        if config.cls is not JDBC_SINK:
+            raise ConfigError(f"is {config.cls.name}, not a JDBC sink", connector=config.name, key="connector.class")
+        if connect is None:
+            raise ConfigError("the JDBC sink needs a database connection factory (the Airflow Connection named by "
+                              "db.conn.id)", connector=config.name, key="db.conn.id")
+        self.config = config
+        self.name = config.name
+        self.store = store
+        self.kafka = dict(kafka)
+        self.connect = connect
+        self.mode: str = config["insert.mode"]
+        self.pk_mode: str = config["pk.mode"]
+        self.pk_fields: list[str] = list(config["pk.fields"])
+        self.whitelist: set[str] = set(config["fields.whitelist"])
+        self.delete_enabled: bool = config["delete.enabled"]
+        self.batch_size: int = config["batch.size"]
+        self.checkpoint_records: int = config["checkpoint.records"]
+        self.zone = zoneinfo.ZoneInfo(config["db.timezone"])
+        self.value_schemas: bool = config["value.converter.schemas.enable"]
+        self.key_schemas: bool = config["key.converter.schemas.enable"]
+        self.group = sink_group_id(config.name)
+        self.result = JdbcSinkResult(self.name)
+        self._tables: dict[str, _Table] = {}
+        self._stopped: dict[TopicPartition, tuple[int, str]] = {}  # partition -> (offset, why) of the record that stops the run
+        self._db_offsets: dict[TopicPartition, int] = {}
+        self._positions: dict[TopicPartition, int] = {}  # after the records handled so far
+        self.dead: SinkDeadLetters | None = None
+
+    # ------------------------------------------------------------------ the run
+
+    def topics(self) -> list[str]:
+        if self.config["topics"]:
+            return list(self.config["topics"])
+        pattern = re.compile(self.config["topics.regex"])
+        found = sorted(t for t in Admin(self.kafka).topics() if pattern.fullmatch(t) and not t.startswith("__"))
+        dlqs = {dead_letter_topic(self.config, t) for t in found} if tolerates(self.config) else set()
+        return [t for t in found if t not in dlqs]  # never its own dead letters
+
+    def run(self) -> JdbcSinkResult:
+        topics = self.topics()
+        progress = Progress(log, f"connector '{self.name}' ({', '.join(topics) or 'no topic yet'} -> database)")
+        self.conn = self.connect()
+        try:
+            self.cur = self.conn.cursor()
+            self.sql = SinkSql(dialect_of(self.conn))
+            self._start_session()
+            self.dead = SinkDeadLetters(self.config, self.kafka, topics) if tolerates(self.config) and topics else None
+            with SinkDelivery(self.name, self.store, self.kafka, topics, group=self.group,
+                              dead_letters=self.dead, progress=progress) as delivery:
+                self.delivery = delivery
+                self._run(topics, progress)
+        finally:
+            try:
+                self.conn.rollback()  # whatever a failure left open; a committed transaction is kept
+            except Exception:  # noqa: BLE001 - the connection may be gone; the server rolls back
+                pass
+            self.conn.close()
+        progress.count = self.result.records
+        progress.done()
+        self.result.seconds = round(progress.seconds, 3)
+        return self.result
+
+    def _run(self, topics: list[str], progress: Progress) -> None:
+        starts = self.delivery.starts()
+        stored = {(t, p): o for t, parts in starts.items() for p, o in parts.items()}
+        for tp, offset in self._db_offsets.items():
+            if tp[0] in starts:
+                starts[tp[0]][tp[1]] = offset
+        behind = {tp: o for tp, o in self._db_offsets.items() if tp[0] in starts and stored.get(tp) != o}
+        if behind:
+            log.warning("connector '%s': the database's offsets (%s) differ from the Variable's: the previous run "
+                        "committed rows and died before saving it; resuming after the committed rows (nothing is "
+                        "written twice) and repairing the Variable", self.name, _offsets_text(behind))
+            self.result.resumed_from_database = True
+            self.delivery.checkpoint(behind)
+        positions = self._positions
+        pending = 0
+        for msg in self.delivery.records(starts):
+            tp = (msg.topic(), msg.partition())
+            try:
+                self._handle(msg)
+            except RecordError as exc:
+                self._bad(msg, exc)
+            positions[tp] = msg.offset() + 1
+            self.result.records += 1
+            pending += 1
+            if self._stopped:
+                break
+            if pending >= self.checkpoint_records:
+                self._checkpoint(positions)
+                progress.add(pending)
+                pending = 0
+        if not self._stopped:
+            positions = {k: pp.next_offset for k, pp in self.delivery.positions.items()}
+        if self._stopped or any(self._db_offsets.get(tp) != o for tp, o in positions.items()) or self._buffered():
+            self._checkpoint(positions)
+        self.result.offsets = {f"{t}[{p}]": o for (t, p), o in sorted(self._db_offsets.items()) if t in topics}
+
+    def _start_session(self) -> None:
+        """Session settings, the run's lock, the offsets table and what it holds for this connector."""
+        try:
+            self.sql.prepare_session(self.cur, self.config["db.timezone"])
+            if not self.sql.try_lock(self.cur, self.name):
+                raise TransientError(f"connector '{self.name}': another run of this connector is writing into the "
+                                     "database (it holds the connector's lock); try again when it has finished")
+            self.cur.execute(self.sql.create_offsets_table())
+            self.conn.commit()
+            self.cur.execute(self.sql.select_offsets(), (self.name,))
+            self._db_offsets = {(t, int(p)): int(o) for t, p, o in self.cur.fetchall()}
+            self.conn.commit()
+        except TransientError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a DB-API error of any driver
+            if isinstance(exc, PermanentError):
+                raise
+            raise _db_error(exc, f"connector '{self.name}': preparing the database") from exc
+
+    # ------------------------------------------------------------------ records
+
+    def _decode_key(self, msg: Message) -> tuple[Any, Any]:
+        try:
+            return to_connect(msg.key(), schemas_enable=self.key_schemas)
+        except DataError as exc:
+            raise RecordError(f"its key cannot be read: {exc}", key="key.converter", stage="KEY_CONVERTER") from None
+
+    def _handle(self, msg: Message) -> None:
+        table = self._table(msg.topic())
+        key_schema = key = None
+        if self.pk_mode == "record_key":
+            key_schema, key = self._decode_key(msg)
+            if key is None:
+                raise RecordError("has no key, and pk.mode 'record_key' takes the primary key from it", key="pk.mode")
+        value = msg.value()
+        if value is None:
+            if not self.delete_enabled:
+                raise RecordError("has no value (a tombstone); the JDBC sink writes struct values, and deletes by "
+                                  "key only with delete.enabled=true and pk.mode 'record_key'", key="delete.enabled")
+            layout = self._key_layout(table, key_schema)
+            table.add(layout, "delete", layout.extract(msg, key, None), msg)
+            return
+        try:
+            schema, struct = to_connect(value, schemas_enable=self.value_schemas)
+        except DataError as exc:
+            raise RecordError(f"its value cannot be read: {exc}", key="value.converter", stage="VALUE_CONVERTER") from None
+        if schema is None or _type(schema) != "struct":
+            what = "has no schema (a schemaless value)" if schema is None else f"has a {_type(schema)} value"
+            raise RecordError(f"{what}; the JDBC sink, like Confluent's, writes only struct values with a schema "
+                              "(JsonConverter with schemas.enable=true): each field is a column", key="value.converter")
+        layout = table.layout(schema, key_schema)
+        table.add(layout, "write", layout.extract(msg, key, struct), msg)
+
+    def _bad(self, msg: Message, exc: RecordError) -> None:
+        """A record that cannot be written: to the dead-letter topic, or the run stops at it."""
+        where = f"record {msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        if self.dead is not None and not exc.fatal:
+            error = DataError(f"connector '{self.name}': {where}: {exc}")
+            self.dead.send(msg, error, exc.stage)
+            self.result.dead_letters += 1
+            return
+        tp = (msg.topic(), msg.partition())
+        if tp not in self._stopped or msg.offset() < self._stopped[tp][0]:
+            key = f", key '{exc.key}'" if exc.key else ""
+            self._stopped[tp] = (msg.offset(), f"connector '{self.name}'{key}: {where}: {exc}")
+
+    def _table(self, topic: str) -> _Table:
+        table = self._tables.get(topic)
+        if table is None:
+            name = table_name(self.config["table.name.format"], topic)
+            table = next((t for t in self._tables.values() if t.name == name), None) or _Table(self, name)
+            self._tables[topic] = table
+        return table
+
+    def _buffered(self) -> bool:
+        return any(t.rows for t in self._tables.values())
+
+    # ------------------------------------------------------------------ layouts
+
+    def _key_layout(self, table: _Table, key_schema: Any) -> Layout:
+        cache_key = ("delete", key_schema)
+        layout = table.layouts.get(cache_key)
+        if layout is None:
+            columns, getters = self._key_columns(key_schema, None, table.name)
+            layout = Layout(columns, _extractor(getters), len(columns))
+            table.layouts[cache_key] = layout
+        return layout
+
+    def _key_columns(self, key_schema: Any, value_schema: Any, table: str) -> tuple[list[Column], list[Callable[..., Any]]]:
+        """The key columns of ``pk.mode`` and how each takes its value from ``(msg, key, value)``."""
+        columns: list[Column] = []
+        getters: list[Callable[..., Any]] = []
+        if self.pk_mode == "kafka":
+            names = self.pk_fields or list(KAFKA_PK_NAMES)
+            columns = [Column(names[0], "string", False, True), Column(names[1], "int32", False, True),
+                       Column(names[2], "int64", False, True)]
+            getters = [lambda m, k, v: m.topic(), lambda m, k, v: m.partition(), lambda m, k, v: m.offset()]
+        elif self.pk_mode == "record_key":
+            if key_schema is None:
+                raise RecordError("its key has no schema; pk.mode 'record_key' takes the key columns' types from it "
+                                  "(key.converter.schemas.enable=true)", key="pk.mode", fatal=True)
+            if _type(key_schema) == "struct":
+                fields = {f.name: f for f in key_schema.fields}
+                names = self.pk_fields or list(fields)
+                for n in names:
+                    if n not in fields:
+                        raise RecordError(f"its key struct has no field {n!r} (its fields: {', '.join(fields)}); "
+                                          f"pk.fields names the key's fields for table {table!r}", key="pk.fields", fatal=True)
+                    columns.append(self._column(n, fields[n].schema, key=True))
+                    getters.append(self._converter(columns[-1], lambda m, k, v, n=n: k.get(n)))
+            else:
+                if len(self.pk_fields) != 1:
+                    raise RecordError(f"its key is a {_type(key_schema)}, not a struct: pk.fields must name exactly one "
+                                      f"column for it (got {len(self.pk_fields)})", key="pk.fields", fatal=True)
+                columns.append(self._column(self.pk_fields[0], key_schema, key=True))
+                getters.append(self._converter(columns[-1], lambda m, k, v: k))
+        elif self.pk_mode == "record_value":
+            fields = {f.name: f for f in value_schema.fields}
+            names = self.pk_fields or list(fields)
+            for n in names:
+                if n not in fields:
+                    raise RecordError(f"its value struct has no field {n!r} (its fields: {', '.join(fields)}); "
+                                      f"pk.fields names the value's fields for table {table!r}", key="pk.fields", fatal=True)
+                columns.append(self._column(n, fields[n].schema, key=True))
+                getters.append(self._converter(columns[-1], _field_getter(n)))
+        return columns, getters
+
+    def _value_layout(self, table: _Table, schema: Any, key_schema: Any) -> Layout:
+        columns, getters = self._key_columns(key_schema, schema, table.name)
+        keys = {c.name for c in columns}
+        for f in schema.fields:
+            if f.name in keys or (self.whitelist and f.name not in self.whitelist):
+                continue
+            columns.append(self._column(f.name, f.schema, key=False))
+            getters.append(self._converter(columns[-1], _field_getter(f.name)))
+        if not columns:
+            raise RecordError(f"gives no column for table {table.name!r} (no key field, and no value field "
+                              "fields.whitelist lets through)", key="fields.whitelist", fatal=True)
+        return Layout(columns, _extractor(getters), len(keys))
+
+    def _column(self, name: str, schema: Any, *, key: bool) -> Column:
+        kind = LOGICAL.get(getattr(schema, "name", None) or "") or _type(schema)
+        if kind not in PRIMITIVES and kind not in LOGICAL.values():
+            raise RecordError(f"field {name!r} is a {kind}; the JDBC sink writes primitive fields (and Decimal, "
+                              "Date, Time, Timestamp) into columns, as Confluent's does", fatal=True)
+        params = getattr(schema, "parameters", None) or {}
+        scale = int(params.get("scale", 0)) if kind == "decimal" else 0
+        return Column(name, kind, bool(getattr(schema, "optional", False)), key, scale)
+
+    def _converter(self, column: Column, get: Callable[..., Any]) -> Callable[..., Any]:
+        """``get`` with the value made what the driver writes into the column (timestamps in the
+        session's zone, text forms of logical types parsed)."""
+        convert = _CONVERTERS.get(column.kind)
+        if column.kind == "timestamp":
+            convert = self._timestamp
+        if convert is None:
+            return get
+        name = column.name
+
+        def converted(m: Message, k: Any, v: Any) -> Any:
+            raw = get(m, k, v)
+            if raw is None:
+                return None
+            try:
+                return convert(raw)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise RecordError(f"field {name!r}: {raw!r} is not a {column.kind}: {exc}") from None
+        return converted
+
+    def _timestamp(self, value: Any) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            ts = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # Connect's Timestamp is UTC
+        else:
+            ts = parse_timestamp(value)
+        if self.sql.postgres:
+            return ts  # the session's TimeZone is db.timezone: TIMESTAMP columns get its wall time
+        return ts.astimezone(self.zone).replace(tzinfo=None)
+
+    # ------------------------------------------------------------------ writing
+
+    def _execute(self, table: _Table, layout: Layout, op: str, rows: list[tuple[Any, ...]]) -> None:
+        cur, sql = self.cur, self.sql
+        if op == "delete":
+            self._many(sql.delete(table.name, layout.columns), rows)
+        elif self.mode == "update":
+            if len(layout.columns) == layout.key_width:
+                return  # nothing but the key: nothing to update
+            w = layout.key_width
+            self._many(sql.update(table.name, layout.columns), [r[w:] + r[:w] for r in rows])
+        else:
+            upsert = self.mode == "upsert"
+            if upsert and len(rows) > 1:  # one statement may not touch a row twice: the last version wins
+                w = layout.key_width
+                rows = list({r[:w]: r for r in rows}.values())
+            width = len(layout.columns)
+            per = max(1, min(self.batch_size, MAX_PARAMS // width))
+            for i in range(0, len(rows), per):
+                chunk = rows[i:i + per]
+                statement = layout.statements.get((op, len(chunk)))
+                if statement is None:
+                    statement = sql.insert(table.name, layout.columns, len(chunk), upsert)
+                    if len(chunk) == per:
+                        layout.statements[(op, len(chunk))] = statement
+                cur.execute(statement, [v for r in chunk for v in r])
+
+    def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        if type(self.conn).__module__.startswith("psycopg2"):
+            from psycopg2.extras import execute_batch
+
+            execute_batch(self.cur, statement, rows, page_size=min(self.batch_size, 1000))
+        else:
+            self.cur.executemany(statement, rows)
+
+    def write(self, table: _Table, layout: Layout, op: str, rows: list[tuple[Any, ...]], msgs: list[Message]) -> None:
+        """Write a batch under a savepoint; if a record is at fault, again row by row to find it."""
+        cur = self.cur
+        try:
+            cur.execute("SAVEPOINT airconnect_batch")
+            self._execute(table, layout, op, rows)
+            cur.execute("RELEASE SAVEPOINT airconnect_batch")
+        except Exception as exc:  # noqa: BLE001 - a DB-API error of any driver
+            if not record_error(exc):
+                raise _db_error(exc, f"connector '{self.name}': writing into table {table.name!r}") from exc
+            cur.execute("ROLLBACK TO SAVEPOINT airconnect_batch")
+            self._row_by_row(table, layout, op, rows, msgs)
+            return
+        self._count(op, len(rows))
+
+    def _row_by_row(self, table: _Table, layout: Layout, op: str, rows: list[tuple[Any, ...]], msgs: list[Message]) -> None:
+        cur = self.cur
+        for row, msg in zip(rows, msgs):
+            tp = (msg.topic(), msg.partition())
+            if tp in self._stopped and msg.offset() >= self._stopped[tp][0]:
+                continue  # after the record that stops the run: its partition stays before it
+            try:
+                cur.execute("SAVEPOINT airconnect_row")
+                self._execute(table, layout, op, [row])
+                cur.execute("RELEASE SAVEPOINT airconnect_row")
+            except Exception as exc:  # noqa: BLE001 - a DB-API error of any driver
+                if not record_error(exc):
+                    raise _db_error(exc, f"connector '{self.name}': writing into table {table.name!r}") from exc
+                cur.execute("ROLLBACK TO SAVEPOINT airconnect_row")
+                self._bad(msg, RecordError(f"table {table.name!r} refused it: {_detail(exc)}"))
+                continue
+            self._count(op, 1)
+
+    def _count(self, op: str, n: int) -> None:
+        if op == "delete":
+            self.result.deleted += n
+        else:
+            self.result.written += n
+
+    def ddl(self, statement: str, positions_hint: str) -> None:
+        """Run DDL in a transaction of its own, after committing what came before it."""
+        self._checkpoint(dict(self._positions_so_far()))
+        log.info("connector '%s': %s (%s)", self.name, statement.replace("\n", " "), positions_hint)
+        try:
+            self.cur.execute(statement)
+            self.conn.commit()
+        except Exception as exc:  # noqa: BLE001 - a DB-API error of any driver
+            self.conn.rollback()
+            raise _db_error(exc, f"connector '{self.name}': {statement.splitlines()[0]}") from exc
+
+    def _positions_so_far(self) -> dict[TopicPartition, int]:
+        """Where each partition got, for records already handled (the one being handled is not)."""
+        return dict(self._positions)
+
+    def _checkpoint(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Flush every table's rows, write the offsets in the same transaction, commit; then the
+        Variable and the consumer group (for visibility). Raises the stopping record's error last."""
+        for table in self._tables.values():
+            table.flush()
+        positions = dict(positions)
+        for tp, (offset, _) in self._stopped.items():
+            positions[tp] = offset
+        changed = [(tp, o) for tp, o in positions.items() if self._db_offsets.get(tp) != o]
+        try:
+            if changed:
+                self.cur.execute(self.sql.upsert_offsets(len(changed)),
+                                 [v for (t, p), o in changed for v in (self.name, t, p, o)])
+            if self.dead is not None:
+                self.dead.flush()  # dead letters are acknowledged before the offsets move past them
+            failpoint("jdbc_sink.written")
+            self.conn.commit()
+        except (PermanentError, TransientError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a DB-API error of any driver
+            raise _db_error(exc, f"connector '{self.name}': committing the rows and offsets") from exc
+        failpoint("jdbc_sink.committed")
+        self.result.transactions += 1
+        self._db_offsets.update(changed)
+        self.delivery.checkpoint(positions)  # the Variable, then the consumer group
+        if self._stopped:
+            first = min(self._stopped.values())
+            raise DataError(f"{first[1]}. Records before it were written; its partition's offset stays at "
+                            f"{first[0]}.")
+
+
+class _Table:
+    """One target table: its columns as the database has them, its layouts, its open batch."""
+
+    def __init__(self, sink: JdbcSink, name: str):
+        self.sink = sink
+        self.name = name
+        self.layouts: dict[Any, Layout] = {}
+        self._columns: dict[str, bool] | None = None
+        self._known = False
+        self.rows: list[tuple[Any, ...]] = []
+        self.msgs: list[Message] = []
+        self.batch_layout: Layout | None = None
+        self.batch_op = ""
+
+    def columns(self) -> dict[str, bool] | None:
+        if not self._known:
+            try:
+                self._columns = self.sink.sql.table_columns(self.sink.cur, self.name)
+            except Exception as exc:  # noqa: BLE001 - a DB-API error of any driver
+                raise _db_error(exc, f"connector '{self.sink.name}': reading the columns of {self.name!r}") from exc
+            self._known = True
+        return self._columns
+
+    def layout(self, schema: Any, key_schema: Any) -> Layout:
+        cache_key = (schema, key_schema)
+        layout = self.layouts.get(cache_key)
+        if layout is None:
+            layout = self.sink._value_layout(self, schema, key_schema)
+            self._fit(layout)
+            self.layouts[cache_key] = layout
+        return layout
+
+    def _fit(self, layout: Layout) -> None:
+        """The table has a column for each of the layout's, or gets one (auto.create, auto.evolve)."""
+        sink, sql = self.sink, self.sink.sql
+        existing = self.columns()
+        if existing is None:
+            if not sink.config["auto.create"]:
+                raise RecordError(f"table {self.name!r} does not exist; create it, or set auto.create=true to have "
+                                  "it created from the record schema", key="auto.create", fatal=True)
+            self.flush()
+            sink.ddl(sql.create_table(self.name, layout.columns), f"table {self.name!r} was missing")
+            sink.result.tables_created.append(self.name)
+            self._known = False
+            return
+        fold = (lambda s: s) if sql.postgres else str.lower  # MariaDB's column names ignore case
+        have = {fold(c) for c in existing}
+        missing = [c for c in layout.columns if fold(c.name) not in have]
+        if not missing:
+            return
+        names = ", ".join(repr(c.name) for c in missing)
+        if not sink.config["auto.evolve"]:
+            raise RecordError(f"table {self.name!r} has no column for field(s) {names}; add them, or set "
+                              "auto.evolve=true to have them added", key="auto.evolve", fatal=True)
+        for c in missing:
+            if c.key or not c.optional:
+                raise RecordError(f"table {self.name!r} has no column {c.name!r}, and auto.evolve adds only optional "
+                                  f"fields (this one is {'part of the key' if c.key else 'required'})",
+                                  key="auto.evolve", fatal=True)
+        self.flush()
+        for c in missing:
+            sink.ddl(sql.add_column(self.name, c), f"table {self.name!r} had no column {c.name!r}")
+            sink.result.columns_added.append(f"{self.name}.{c.name}")
+        self._known = False
+
+    def add(self, layout: Layout, op: str, row: tuple[Any, ...], msg: Message) -> None:
+        if layout is not self.batch_layout or op != self.batch_op:
+            self.flush()
+            self.batch_layout, self.batch_op = layout, op
+        self.rows.append(row)
+        self.msgs.append(msg)
+        if len(self.rows) >= self.sink.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows or self.batch_layout is None:
+            return
+        rows, msgs = self.rows, self.msgs
+        self.rows, self.msgs = [], []
+        self.sink.write(self, self.batch_layout, self.batch_op, rows, msgs)
+
+
+def _type(schema: Any) -> str:
+    t = schema.type
+    return str(getattr(t, "value", t)).lower()
+
+
+def _field_getter(name: str) -> Callable[..., Any]:
+    return lambda m, k, v: v.get(name)
+
+
+def _extractor(getters: Sequence[Callable[..., Any]]) -> Callable[[Message, Any, Any], tuple[Any, ...]]:
+    getters = tuple(getters)
+    return lambda m, k, v: tuple([g(m, k, v) for g in getters])
+
+
+def _decimal(v: Any) -> Decimal:
+    if isinstance(v, Decimal):
+        if not v.is_finite():
+            raise ValueError("not a finite number")
+        return v
+    if isinstance(v, (int, str)) and not isinstance(v, bool):
+        return Decimal(v)
+    raise TypeError(f"a {type(v).__name__}")
+
+
+def _date(v: Any) -> dt.date:
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if isinstance(v, dt.date):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return dt.date(1970, 1, 1) + dt.timedelta(days=v)  # Connect's Date: days since the epoch
+    return dt.date.fromisoformat(str(v))
+
+
+def _time(v: Any) -> dt.time:
+    if isinstance(v, dt.time):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=v)).time()  # Connect's Time: ms of the day
+    return dt.time.fromisoformat(str(v).rstrip("Z"))
+
+
+_CONVERTERS: Final[dict[str, Callable[[Any], Any]]] = {"decimal": _decimal, "date": _date, "time": _time}
+
+
+def _offsets_text(offsets: Mapping[TopicPartition, int]) -> str:
+    return ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items()))
