@@ -10,8 +10,13 @@ Connect's tooling and habits work against Airflow::
 
 A connector is a task of the DAG that runs it (see :func:`dag_of`): pausing a connector pauses
 its DAG, restarting it triggers a DAG run, its state comes from the DAG and the task's last
-run. Connectors are defined by files (``$AIRCONNECT_CONNECTORS_DIR``), so there is no
-``POST``/``PUT .../config``/``DELETE /connectors/<name>``.
+run. Connectors are defined by files (``$AIRCONNECT_CONNECTORS_DIR``, run by the DAGs that name
+them) or created here (``POST /connectors``, ``PUT /connectors/<name>/config``): those are kept in
+Airflow's metadata database (:mod:`airconnect.definitions_db`) and each runs in a DAG of its own,
+``connector_<name>`` (``dags/runtime_connectors.py``). A file's connector answers 409 to a change
+or a delete over REST: its file is where it changes. The actions are plain functions
+(:func:`create_connector`, :func:`delete_connector`, :func:`stop_connector`, ...) that the CLI
+calls too.
 
 Authentication and authorization are Airflow's own: every request goes through
 :func:`check_access`, which resolves the user with Airflow's ``get_user`` (a JWT in the
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -40,20 +46,20 @@ import airconnect
 from airconnect.core import manage
 from airconnect.core.config import COMMON_KEYS, ConnectorClass, ConnectorConfig, coerce, substitute_env
 from airconnect.core.errors import AirconnectError, ConfigError, OffsetError, RedeliveryRefused, TransientError
-from airconnect.core.registry import connector_classes, lookup_class, read_definitions, validate
+from airconnect.core.registry import Definitions, connector_classes, lookup_class, validate
+from airconnect.definitions_db import (
+    STATES,
+    all_definitions,
+    is_stopped,
+    is_stored,
+    request_parsing,
+    runtime_dag_id,
+    set_stopped,
+)
 
 log = logging.getLogger(__name__)
 
 WORKER_ID = "airflow"
-
-#: Which DAG runs which connector class, as the DAGs in dags/ build them. Used for a connector
-#: no parsed DAG has a task for yet (see :func:`dag_of`).
-DAG_OF_CLASS: dict[str, str] = {
-    "airconnect.FileSource": "inventory_sync",
-    "airconnect.FileSink": "inventory_sync",
-    "airconnect.JdbcSource": "monthly_forecast_export",
-    "airconnect.S3Sink": "monthly_forecast_export",
-}
 
 
 class ConnectError(Exception):
@@ -79,6 +85,8 @@ def _method(request: Request) -> tuple[Literal["GET", "POST", "PUT", "DELETE"], 
         return "GET", None
     if request.method == "POST" and path.endswith("/restart"):
         return "POST", DagAccessEntity.RUN
+    if request.method == "DELETE" and not path.endswith("/offsets"):
+        return "DELETE", None  # deleting a connector (created at runtime) removes its DAG
     return "PUT", None  # pause, resume, altering or resetting offsets change the DAG's state
 
 
@@ -136,6 +144,13 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
                         headers=exc.headers)
 
 
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A body or parameter of the wrong shape: Connect's 400, not FastAPI's 422 ``{"detail"}``."""
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+    return JSONResponse(status_code=400, content={"error_code": 400, "message": f"Invalid request: {problems}"})
+
+
 @app.exception_handler(AirconnectError)
 async def _airconnect_error(_request: Request, exc: AirconnectError) -> JSONResponse:
     status = 503 if isinstance(exc, TransientError) else 400 if isinstance(exc, (OffsetError, ConfigError)) else 500
@@ -146,15 +161,15 @@ async def _airconnect_error(_request: Request, exc: AirconnectError) -> JSONResp
 
 
 def _definitions() -> dict[str, ConnectorConfig]:
-    """The valid definitions; an invalid one is left out here (and named by :func:`_connector`)."""
-    found = read_definitions()
+    """The valid definitions (files and stored); an invalid one is left out here (and named by :func:`_connector`)."""
+    found = all_definitions()
     for exc in found.errors:
         log.warning("connector definition left out: %s", exc)
     return found.by_name()
 
 
 def _connector(name: str) -> ConnectorConfig:
-    found = read_definitions()
+    found = all_definitions()
     defs = found.by_name()
     if name not in defs:
         error = found.error_of(name)
@@ -164,29 +179,36 @@ def _connector(name: str) -> ConnectorConfig:
     return defs[name]
 
 
-def dag_of(config: ConnectorConfig) -> str:
+def dag_of(config: ConnectorConfig, definitions: Definitions | None = None) -> str:
     """The DAG that runs ``config``: the one place that maps connectors to DAGs.
 
-    The operators use the connector's name as task id, so a parsed DAG (tagged ``airconnect``)
-    with a task of that id runs it; a connector no parsed DAG has yet (a new definition, before
-    the DAG processor's next pass) maps by its class, as the DAGs in dags/ select them.
+    A connector created at runtime runs in its own DAG, ``connector_<name>``. A file's connector
+    runs in the file DAG that names it (``airconnect.flows.connectors_of``): the parsed DAG
+    (tagged ``airconnect``) with a task of its name, as the operators use the connector's name as
+    task id. ``""`` when no parsed DAG names it (yet).
     """
     from airflow.models.dag import DagModel, DagTag
     from airflow.models.dagbag import DBDagBag
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    from airconnect.definitions_db import RUNTIME_TAG
+
+    if is_stored(definitions if definitions is not None else all_definitions(), config.name):
+        return runtime_dag_id(config.name)
     with create_session() as session:
+        runtime = select(DagTag.dag_id).where(DagTag.name == RUNTIME_TAG)
         dag_ids = session.scalars(
             select(DagModel.dag_id).join(DagTag, DagTag.dag_id == DagModel.dag_id)
-            .where(DagTag.name == "airconnect", DagModel.is_stale.is_(False)).order_by(DagModel.dag_id)
+            .where(DagTag.name == "airconnect", DagModel.is_stale.is_(False), DagModel.dag_id.not_in(runtime))
+            .order_by(DagModel.dag_id)
         ).all()
         bag = DBDagBag()
         for dag_id in dag_ids:
             dag = bag.get_latest_version_of_dag(dag_id, session=session)
             if dag is not None and config.name in dag.task_dict:
                 return dag_id
-    return DAG_OF_CLASS.get(config.cls.name, "")
+    return ""
 
 
 def _dag_state(dag_id: str) -> dict[str, Any]:
@@ -248,14 +270,19 @@ def _last_error(dag_id: str, task_id: str, ti: dict[str, Any]) -> str | None:
     return None
 
 
-def connector_status(config: ConnectorConfig) -> dict[str, Any]:
-    """``GET /connectors/<name>/status`` from the DAG: paused, the task's last run failed, or running."""
-    dag_id = dag_of(config)
+def connector_status(config: ConnectorConfig, definitions: Definitions | None = None) -> dict[str, Any]:
+    """``GET /connectors/<name>/status`` from the DAG: stopped (KIP-875) or paused, the task's last
+    run failed, or running; UNASSIGNED while no parsed DAG runs it."""
+    dag_id = dag_of(config, definitions)
     dag = _dag_state(dag_id) if dag_id else {"exists": False, "paused": False}
     trace = None
     if not dag["exists"]:
         state = "UNASSIGNED"
-        trace = f"no DAG runs this connector yet (expected DAG {dag_id!r}; is the DAG processor running?)"
+        trace = (f"the DAG processor has not parsed its DAG {dag_id} yet" if dag_id else
+                 "no parsed DAG runs this connector: a file's connector runs in the DAG that names it "
+                 "(airconnect.flows.connectors_of)")
+    elif dag["paused"] and is_stopped(config.name):
+        state = "STOPPED"
     elif dag["paused"]:
         state = "PAUSED"
     else:
@@ -269,13 +296,14 @@ def connector_status(config: ConnectorConfig) -> dict[str, Any]:
     part: dict[str, Any] = {"state": state, "worker_id": WORKER_ID}
     if trace:
         part["trace"] = trace
-    return {"name": config.name, "connector": dict(part), "tasks": [{"id": 0, **part}], "type": config.kind,
-            "dag_id": dag_id}
+    tasks = [] if state == "STOPPED" else [{"id": 0, **part}]  # a stopped connector has no tasks (KIP-875)
+    return {"name": config.name, "connector": dict(part), "tasks": tasks, "type": config.kind, "dag_id": dag_id}
 
 
 def connector_info(config: ConnectorConfig) -> dict[str, Any]:
-    """``GET /connectors/<name>``."""
-    return {**config.definition(), "tasks": [{"connector": config.name, "task": 0}], "type": config.kind}
+    """``GET /connectors/<name>``: its definition, its one task (none while stopped) and its type."""
+    tasks = [] if is_stopped(config.name) else [{"connector": config.name, "task": 0}]
+    return {**config.definition(), "tasks": tasks, "type": config.kind}
 
 
 def _kafka(config: ConnectorConfig | None = None) -> dict[str, Any]:
@@ -458,60 +486,348 @@ def get_connector_topics(name: str) -> dict[str, Any]:
     return {name: {"topics": _connector(name).topics}}
 
 
-def _set_paused(config: ConnectorConfig, paused: bool) -> None:
+# --- acting on connectors: the REST endpoints and the CLI call these -------------------------
+
+
+def _user_name(request: Request | None) -> str:
+    user = getattr(request.state, "airconnect_user", None) if request is not None else None
+    return getattr(user, "get_name", lambda: None)() or "airconnect"
+
+
+def _set_paused(config: ConnectorConfig, paused: bool, *, stopped: bool = False, dag_id: str | None = None) -> None:
+    """Pause or unpause the connector's DAG; ``stopped`` marks a pause as KIP-875's STOPPED."""
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
 
-    dag_id = dag_of(config)
+    dag_id = dag_id or dag_of(config)
     with create_session() as session:
         dm = session.get(DagModel, dag_id) if dag_id else None
         if dm is None:
-            raise ConnectError(409, f"Connector {config.name}: its DAG {dag_id!r} has not been parsed yet")
+            raise ConnectError(409, f"Connector {config.name}: its DAG {dag_id or '(none names it)'} has not been parsed yet")
         dm.is_paused = paused
+    set_stopped(config.name, stopped)
 
 
-@app.put("/connectors/{name}/pause", status_code=202)
-def pause_connector(name: str) -> Response:
+def _end_active_runs(dag_id: str) -> int:
+    """Fail the DAG's queued and running runs (their running or deferred tasks are stopped)."""
+    from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run_ids = session.scalars(select(DagRun.run_id).where(
+            DagRun.dag_id == dag_id, DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING]))).all()
+        dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session) if run_ids else None
+        if dag is None:
+            return 0
+        for run_id in run_ids:
+            set_dag_run_state_to_failed(dag=dag, run_id=run_id, commit=True, session=session)
+    return len(run_ids)
+
+
+def _managed_by_file(definitions: Definitions, name: str) -> None:
+    """A connector defined by a file changes in its file: 409 to a change over REST."""
+    source = definitions.sources.get(name)
+    error = definitions.error_of(name)
+    if source is None and error is not None and error.source and not error.source.startswith("Airflow Variable"):
+        source = error.source
+    if source is not None and not is_stored(definitions, name):
+        raise ConnectError(409, f"Connector {name} is managed by the file {source}: change or remove that file "
+                                "(the connectors folder), not the connector over REST")
+
+
+def _check_config_body(name: str, config: Any) -> dict[str, Any]:
+    if not isinstance(config, dict):
+        raise ConnectError(400, "The connector's configuration must be a JSON object of strings")
+    included = config.get("name")
+    if included is not None and included != name:
+        raise ConnectError(400, f"Connector name configuration ({included}) doesn't match connector name in the URL ({name})")
+    return {k: v for k, v in config.items() if k != "name"}
+
+
+def _invalid(exc: ConfigError) -> ConnectError:
+    """Connect's 400 for an invalid configuration, with every error."""
+    from airconnect.core.errors import InvalidDefinitions
+
+    errors = exc.errors if isinstance(exc, InvalidDefinitions) else [exc]
+    return ConnectError(400, f"Connector configuration is invalid and contains the following {len(errors)} error(s):\n"
+                        + "\n".join(str(e) for e in errors)
+                        + "\nYou can also find the above list of errors at the endpoint "
+                          "`/connector-plugins/{connectorType}/config/validate`")
+
+
+def _store(name: str, config: dict[str, Any], initial_state: str | None) -> ConnectorConfig:
+    from airconnect import definitions_db
+
+    try:
+        saved = definitions_db.save({"name": name, "config": config}, initial_state)
+    except ConfigError as exc:
+        raise _invalid(exc) from None
+    return saved
+
+
+def _after_change(name: str, state: str | None) -> None:
+    """The stored connector's DAG: its paused flag as ``state`` says (when it exists already: a
+    new DAG takes it from ``is_paused_upon_creation``), then a priority parse of its file."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    if state is not None:
+        with create_session() as session:
+            dm = session.get(DagModel, runtime_dag_id(name))
+            if dm is not None:
+                dm.is_paused = state != "RUNNING"
+        set_stopped(name, state == "STOPPED")
+    request_parsing()
+
+
+def create_connector(body: Any) -> tuple[dict[str, Any], bool]:
+    """``POST /connectors``: ``{"name", "config", "initial_state"?}``; 409 if the name exists."""
+    if not isinstance(body, dict):
+        raise ConnectError(400, "The request body must be a JSON object: {\"name\": ..., \"config\": {...}}")
+    name = str(body.get("name") or "").strip()
+    state = body.get("initial_state")
+    if state is not None and state not in STATES:
+        raise ConnectError(400, f"Invalid initial state {state!r}: must be one of {', '.join(STATES)}")
+    config = _check_config_body(name, body.get("config") if "config" in body else {})
+    definitions = all_definitions()
+    if name in definitions.by_name() or definitions.error_of(name) is not None:
+        _managed_by_file(definitions, name)
+        raise ConnectError(409, f"Connector {name} already exists")
+    saved = _store(name, config, state or "RUNNING")
+    _after_change(name, state or "RUNNING")
+    return connector_info(saved), True
+
+
+def put_connector_config(name: str, config: Any) -> tuple[dict[str, Any], bool]:
+    """``PUT /connectors/<name>/config``: create (True) or replace (False) a stored connector."""
+    config = _check_config_body(name, config)
+    definitions = all_definitions()
+    _managed_by_file(definitions, name)
+    from airconnect import definitions_db
+
+    created = definitions_db.stored(name) is None
+    saved = _store(name, config, "RUNNING" if created else None)
+    _after_change(name, "RUNNING" if created else None)
+    return connector_info(saved), created
+
+
+def patch_connector_config(name: str, patch: Any) -> dict[str, Any]:
+    """``PATCH /connectors/<name>/config`` (KIP-477): listed keys change, ``null`` removes one."""
+    from airconnect import definitions_db
+
+    if not isinstance(patch, dict):
+        raise ConnectError(400, "The configuration patch must be a JSON object")
+    definitions = all_definitions()
+    _managed_by_file(definitions, name)
+    doc = definitions_db.stored(name)
+    if doc is None:
+        raise ConnectError(404, f"Connector {name} not found")
+    _check_config_body(name, patch)
+    config = dict(doc.get("config") or {}) if isinstance(doc.get("config"), dict) else {}
+    for k, v in patch.items():
+        if k == "name":
+            continue
+        if v is None:
+            config.pop(k, None)
+        else:
+            config[k] = v
+    saved = _store(name, config, None)
+    _after_change(name, None)
+    return connector_info(saved)
+
+
+def delete_connector(name: str) -> None:
+    """``DELETE /connectors/<name>``: the definition goes, its DAG is paused and its runs end; its
+    offsets stay (a connector created again under this name resumes from them), as in Connect."""
+    from airconnect import definitions_db
+
+    definitions = all_definitions()
+    _managed_by_file(definitions, name)
+    if definitions_db.stored(name) is None:
+        raise ConnectError(404, f"Connector {name} not found")
+    dag_id = runtime_dag_id(name)
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dm = session.get(DagModel, dag_id)
+        if dm is not None:
+            dm.is_paused = True
+    _end_active_runs(dag_id)
+    definitions_db.remove(name)
+    request_parsing()
+
+
+def pause_connector_(name: str) -> None:
     _set_paused(_connector(name), True)
-    return Response(status_code=202)
 
 
-@app.put("/connectors/{name}/resume", status_code=202)
-def resume_connector(name: str) -> Response:
+def resume_connector_(name: str) -> None:
     _set_paused(_connector(name), False)
-    return Response(status_code=202)
 
 
-@app.post("/connectors/{name}/restart", status_code=202)
-def restart_connector(name: str, request: Request) -> dict[str, Any]:
-    """A restart is a new run of the connector's DAG (Connect answers 202 with the status)."""
+def stop_connector(name: str) -> None:
+    """KIP-875's stop: the DAG is paused, marked STOPPED, and its active runs end, so that its
+    offsets can be altered or reset."""
+    config = _connector(name)
+    dag_id = dag_of(config)
+    _set_paused(config, True, stopped=True, dag_id=dag_id)
+    if dag_id.startswith("connector_"):  # its own DAG: end its runs (a file DAG's runs carry other connectors)
+        _end_active_runs(dag_id)
+
+
+def restart_connector_(name: str, *, include_tasks: bool = False, only_failed: bool = False,
+                       user: str = "airconnect") -> dict[str, Any] | None:
+    """A restart is a new run of the connector's DAG. Connect's answer: None (204) for the plain
+    restart, else the status (202); ``only_failed`` restarts only a FAILED connector."""
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.exceptions import DagNotFound, DagRunAlreadyExists
     from airflow.utils.types import DagRunTriggeredByType
 
     config = _connector(name)
     dag_id = dag_of(config)
-    user = getattr(request.state, "airconnect_user", None)
-    try:
-        run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.REST_API,
-                          triggering_user_name=getattr(user, "get_name", lambda: None)() or "airconnect")
-    except DagNotFound:
-        raise ConnectError(409, f"Connector {name}: its DAG {dag_id!r} has not been parsed yet") from None
-    except DagRunAlreadyExists as exc:
-        raise ConnectError(409, f"Connector {name}: {exc}") from None
     status = connector_status(config)
+    run = None
+    if not only_failed or status["connector"]["state"] == "FAILED":
+        if not dag_id:
+            raise ConnectError(409, f"Connector {name}: no parsed DAG runs it yet")
+        try:
+            run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.REST_API, triggering_user_name=user)
+        except DagNotFound:
+            raise ConnectError(409, f"Connector {name}: its DAG {dag_id} has not been parsed yet") from None
+        except DagRunAlreadyExists as exc:
+            raise ConnectError(409, f"Connector {name}: {exc}") from None
+    if not (include_tasks or only_failed):
+        return None
+    status = connector_status(config)
+    if status["connector"]["state"] not in ("PAUSED", "STOPPED") and run is not None:
+        status["connector"]["state"] = "RESTARTING"
+        for task in status["tasks"]:
+            task["state"] = "RESTARTING"
     status["dag_run_id"] = run.run_id if run is not None else None
     return status
 
 
-def _refuse_while_running(config: ConnectorConfig) -> None:
+# --- endpoints that act ------------------------------------------------------------------------
+
+
+@app.post("/connectors", status_code=201)
+async def post_connector(request: Request) -> JSONResponse:
+    info, _ = create_connector(await _json(request))
+    return JSONResponse(status_code=201, content=info, headers={"Location": f"/connectors/{info['name']}"})
+
+
+@app.put("/connectors/{name}/config")
+async def put_config(name: str, request: Request) -> JSONResponse:
+    info, created = put_connector_config(name, await _json(request))
+    if created:
+        return JSONResponse(status_code=201, content=info, headers={"Location": f"/connectors/{name}"})
+    return JSONResponse(status_code=200, content=info)
+
+
+@app.patch("/connectors/{name}/config")
+async def patch_config(name: str, request: Request) -> dict[str, Any]:
+    return patch_connector_config(name, await _json(request))
+
+
+@app.delete("/connectors/{name}", status_code=204)
+def delete_connector_endpoint(name: str) -> Response:
+    delete_connector(name)
+    return Response(status_code=204)
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise ConnectError(400, f"The request body is not JSON: {exc}") from None
+
+
+@app.put("/connectors/{name}/pause", status_code=202)
+def pause_connector(name: str) -> Response:
+    pause_connector_(name)
+    return Response(status_code=202)
+
+
+@app.put("/connectors/{name}/resume", status_code=202)
+def resume_connector(name: str) -> Response:
+    resume_connector_(name)
+    return Response(status_code=202)
+
+
+@app.put("/connectors/{name}/stop", status_code=202)
+def stop_connector_endpoint(name: str) -> Response:
+    stop_connector(name)
+    return Response(status_code=202)
+
+
+@app.post("/connectors/{name}/restart", response_model=None)
+def restart_connector(name: str, request: Request, includeTasks: bool = False,  # noqa: N803 - Connect's names
+                      onlyFailed: bool = False) -> Response | JSONResponse:  # noqa: N803
+    """KIP-745: 204 for the plain restart, 202 with the status with ``includeTasks``/``onlyFailed``."""
+    status = restart_connector_(name, include_tasks=includeTasks, only_failed=onlyFailed, user=_user_name(request))
+    if status is None:
+        return Response(status_code=204)
+    return JSONResponse(status_code=202, content=status)
+
+
+def _task(name: str, task: int) -> ConnectorConfig:
+    config = _connector(name)
+    if task != 0 or is_stopped(name):
+        raise ConnectError(404, f"Task {name}-{task} not found")  # one task each (tasks.max is 1); none when stopped
+    return config
+
+
+@app.get("/connectors/{name}/tasks/{task}/status")
+def get_task_status(name: str, task: int) -> dict[str, Any]:
+    status = connector_status(_task(name, task))
+    return status["tasks"][0]
+
+
+@app.post("/connectors/{name}/tasks/{task}/restart", status_code=204)
+def restart_task(name: str, task: int, request: Request) -> Response:
+    _task(name, task)
+    restart_connector_(name, user=_user_name(request))
+    return Response(status_code=204)
+
+
+@app.put("/connectors/{name}/topics/reset", status_code=202)
+def reset_topics(name: str) -> Response:
+    """Connect forgets the topics it saw the connector use; airconnect's are the definition's own
+    (``GET .../topics``), so there is nothing to forget: 202, as Connect answers."""
+    _connector(name)
+    return Response(status_code=202)
+
+
+@app.get("/connector-plugins/{plugin}/config")
+def get_plugin_config(plugin: str) -> list[dict[str, Any]]:
+    """KIP-769: the plugin's configuration keys (Connect's ConfigKeyInfo)."""
+    try:
+        cls = lookup_class(plugin, "config")
+    except ConfigError:
+        raise ConnectError(404, f"Unknown connector plugin {plugin}") from None
+    common = {k.name for k in COMMON_KEYS}
+    return [_definition(key, _GROUP_COMMON if k in common else cls.name, order)
+            for order, (k, key) in enumerate(cls.all_keys().items(), start=1)]
+
+
+def _refuse_unless_stopped(config: ConnectorConfig) -> None:
+    """As in Connect, offsets change only while the connector is STOPPED (and, in Airflow, no run
+    of its DAG is still queued or running)."""
+    if not is_stopped(config.name):
+        raise ConnectError(400, (
+            "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for "
+            f"the specified connector by issuing a 'PUT' request to the '/connectors/{config.name}/stop' endpoint"))
     dag_id = dag_of(config)
     state = _dag_state(dag_id) if dag_id else {"active_runs": 0}
     if state["active_runs"]:
         raise ConnectError(409, (
-            f"Connectors must be in the STOPPED state before their offsets can be modified: DAG {dag_id!r} of "
-            f"connector {config.name} has {state['active_runs']} queued or running run(s). Pause the connector "
-            f"(PUT /connectors/{config.name}/pause) and wait for the run to end."))
+            f"Connector {config.name} is STOPPED, but DAG {dag_id} still has {state['active_runs']} queued or "
+            "running run(s) (it runs other connectors too); wait for the run to end"))
 
 
 @app.get("/connectors/{name}/offsets")
@@ -537,7 +853,7 @@ def reset_connector_offsets(name: str, redeliver: bool = False) -> dict[str, Any
     from airconnect.hooks import VariableStore
 
     config = _connector(name)
-    _refuse_while_running(config)
+    _refuse_unless_stopped(config)
     try:
         return manage.reset_offsets(config, VariableStore(), _kafka(config), redeliver=redeliver)
     except RedeliveryRefused as exc:
@@ -550,7 +866,7 @@ def alter_connector_offsets(name: str, body: dict[str, Any]) -> dict[str, Any]:
 
     config = _connector(name)
     manage.check_offsets_document(config, body)  # a malformed body is a 400 even while running
-    _refuse_while_running(config)
+    _refuse_unless_stopped(config)
     return manage.set_offsets(config, VariableStore(), body, _kafka(config) if config.kind == "sink" else None)
 
 
@@ -567,4 +883,4 @@ def get_connector_lag(name: str) -> dict[str, Any]:
             "total_lag": sum(r["lag"] for r in rows)}
 
 
-__all__ = ["DAG_OF_CLASS", "app", "check_access", "connector_status", "dag_of", "validate_config", "visible_connectors"]
+__all__ = ["app", "check_access", "connector_status", "dag_of", "validate_config", "visible_connectors"]
