@@ -121,7 +121,14 @@ async def check_access(
                 raise ConnectError(404, f"Connector {name} not found") from None
             raise
     method, entity = _method(request)
-    requires_access_dag(method, entity, param_dag_id=dag_id)(request, user)
+    try:
+        requires_access_dag(method, entity, param_dag_id=dag_id)(request, user)
+    except HTTPException as exc:
+        if exc.status_code == 403 and dag_id is not None:
+            raise ConnectError(403, (
+                f"Connector {name}: user {user.get_name()} may read DAG {dag_id} but not "
+                f"{'trigger a run of' if entity is not None else 'change'} it ({method} permission on the DAG)")) from None
+        raise
 
 
 app = FastAPI(
