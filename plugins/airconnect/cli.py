@@ -9,6 +9,16 @@
                                            reset offsets (and delete the connectors' topics); a reset
                                            that would deliver again into a topic or file that holds
                                            the records already is refused without one of the flags
+
+Connectors created at runtime (kept in Airflow's metadata database, each run by its own DAG
+``connector_<NAME>``), with the REST API's own functions (``airconnect.rest``):
+
+    airconnect create -f DEF.json [--initial-state RUNNING|PAUSED|STOPPED]
+    airconnect update -f DEF.json         replace its config (or create it)
+    airconnect delete NAME                remove it (its offsets stay, as in Kafka Connect)
+    airconnect pause|resume|stop NAME     pause/unpause its DAG; stop = KIP-875's STOPPED
+    airconnect restart NAME [--include-tasks] [--only-failed]
+    airconnect status NAME                its state, as GET /connectors/NAME/status
 """
 
 from __future__ import annotations
@@ -35,6 +45,60 @@ def _pick(definitions: Definitions, names: list[str]) -> list:
     return [defs[n] for n in names]
 
 
+RUNTIME_VERBS = ("create", "update", "delete", "pause", "resume", "stop", "status", "restart")
+
+
+def _read_definition(path: str) -> object:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise AirconnectError(f"{'stdin' if path == '-' else path} is not JSON: {exc}") from None
+
+
+def _runtime_verb(args: argparse.Namespace) -> int:
+    """The verbs on connectors created at runtime: the REST API's functions, so both act alike."""
+    from airconnect import rest
+
+    try:
+        if args.cmd == "create":
+            doc = _read_definition(args.file)
+            if isinstance(doc, dict) and args.initial_state:
+                doc = {**doc, "initial_state": args.initial_state}
+            info, _ = rest.create_connector(doc)
+            print(f"created {info['name']} (DAG {rest.runtime_dag_id(info['name'])})")
+        elif args.cmd == "update":
+            doc = _read_definition(args.file)
+            if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+                raise AirconnectError(f"{args.file}: expected {{\"name\": ..., \"config\": {{...}}}}")
+            info, created = rest.put_connector_config(doc["name"], doc.get("config"))
+            print(f"{'created' if created else 'updated'} {info['name']}")
+        elif args.cmd == "delete":
+            rest.delete_connector(args.name)
+            print(f"deleted {args.name} (its offsets stay)")
+        elif args.cmd == "pause":
+            rest.pause_connector_(args.name)
+            print(f"paused {args.name}")
+        elif args.cmd == "resume":
+            rest.resume_connector_(args.name)
+            print(f"resumed {args.name}")
+        elif args.cmd == "stop":
+            rest.stop_connector(args.name)
+            print(f"stopped {args.name}")
+        elif args.cmd == "restart":
+            status = rest.restart_connector_(args.name, include_tasks=args.include_tasks, only_failed=args.only_failed)
+            print(f"restarted {args.name}" if status is None else json.dumps(status, indent=2))
+        elif args.cmd == "status":
+            print(json.dumps(rest.connector_status(rest._connector(args.name)), indent=2))
+        return 0
+    except rest.ConnectError as exc:
+        print(f"airconnect: {exc.message}", file=sys.stderr)
+        return 2
+    except AirconnectError as exc:
+        print(f"airconnect: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airconnect", description="Manage airconnect connectors.")
     parser.add_argument("--connectors-dir", help="folder of connector definitions (default: $AIRCONNECT_CONNECTORS_DIR)")
@@ -58,7 +122,24 @@ def main(argv: list[str] | None = None) -> int:
     p_reset.add_argument("--redeliver", action="store_true",
                          help="reset even though the topics (or a file sink's file) still hold what the next run "
                               "delivers again: each record will be there twice")
+    for verb, what in (("create", "create a connector from a definition file ({\"name\", \"config\"})"),
+                       ("update", "replace a connector's config from a definition file (or create it)")):
+        p_def = sub.add_parser(verb, help=what)
+        p_def.add_argument("-f", "--file", required=True, help="the definition, as POSTed to Kafka Connect; '-' reads stdin")
+        if verb == "create":
+            p_def.add_argument("--initial-state", choices=("RUNNING", "PAUSED", "STOPPED"), default=None)
+    for verb, what in (("delete", "delete a connector created at runtime (its offsets stay)"),
+                       ("pause", "pause a connector's DAG"), ("resume", "resume (unpause) a connector's DAG"),
+                       ("stop", "stop a connector (KIP-875: its offsets may then be altered or reset)"),
+                       ("status", "a connector's state"), ("restart", "restart a connector: a new run of its DAG")):
+        p_one = sub.add_parser(verb, help=what)
+        p_one.add_argument("name")
+        if verb == "restart":
+            p_one.add_argument("--include-tasks", action="store_true")
+            p_one.add_argument("--only-failed", action="store_true")
     args = parser.parse_args(argv)
+    if args.cmd in RUNTIME_VERBS:
+        return _runtime_verb(args)
 
     try:
         if args.cmd == "validate":  # every definition, every error: nothing stops at the first
