@@ -259,17 +259,33 @@ class SourceWriter:
                 raise kafka_error(exc, self.conn, f"connector '{self.connector}': producing to {topic}") from None
 
     def produce_many(self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None] | None = None) -> None:
+        """``produce`` for each value (and key): one call into librdkafka per record and nothing
+        else in the loop; a full local queue waits for deliveries to drain, then goes on."""
         produce = self.producer.produce
-        for i, value in enumerate(values):
-            key = keys[i] if keys is not None else None
-            while True:
-                try:
-                    produce(topic, value, key)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
-                except KafkaException as exc:
-                    raise kafka_error(exc, self.conn, f"connector '{self.connector}': producing to {topic}") from None
+        try:
+            if keys is None:
+                for value in values:
+                    try:
+                        produce(topic, value)
+                    except BufferError:
+                        self._produce_when_room(topic, value, None)
+            else:
+                for value, key in zip(values, keys):
+                    try:
+                        produce(topic, value, key)
+                    except BufferError:
+                        self._produce_when_room(topic, value, key)
+        except KafkaException as exc:
+            raise kafka_error(exc, self.conn, f"connector '{self.connector}': producing to {topic}") from None
+
+    def _produce_when_room(self, topic: str, value: bytes | None, key: bytes | None) -> None:
+        while True:
+            self.producer.poll(0.05)  # local queue full: let deliveries drain
+            try:
+                self.producer.produce(topic, value, key)
+                return
+            except BufferError:
+                continue
 
     def commit(self, offsets: Mapping[bytes, tuple[Mapping[str, Any], Mapping[str, Any] | None]]) -> None:
         """Write each ``journal key -> (offset, previous offset)`` and commit the transaction."""

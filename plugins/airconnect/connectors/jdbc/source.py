@@ -67,7 +67,7 @@ from typing import Any, Final, cast
 
 from airconnect.connectors.jdbc.dialect import Dialect, _db_error, _detail, _missing_relation, dialect_of
 from airconnect.connectors.jdbc.offset import UTC, from_micros, micros_of, ts_micros_from_offset, ts_offset
-from airconnect.connectors.jdbc.rows import Column, describe_columns, value_writer
+from airconnect.connectors.jdbc.rows import Column, Fragments, describe_columns, fragments_for, values_writer
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE, topic_name
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.delivery import SourceDelivery
@@ -235,9 +235,15 @@ class JdbcSource:
             log.warning("%s (timestamp.null.handling=warn: reported on every run, never dropped silently)", msg)
 
         record_name = table.source if "table" in partition else topic
-        to_value = value_writer(columns, record_name, self.config["value.converter.schemas.enable"])
+        # The fetch's fast path (rows.Fragments): DECIMAL and timestamp values come as their JSON text.
+        frag = fragments_for(dialect, conn, description, columns, self.zone)
+        to_values = values_writer(columns, record_name, self.config["value.converter.schemas.enable"], fragments=frag)
         key_idx = [names.index(c) for c in key_cols]
-        to_key = self._key_writer([columns[i] for i in key_idx], key_idx) if key_idx else None
+        to_keys = self._key_writer([columns[i] for i in key_idx], key_idx, frag) if key_idx else None
+
+        def raw(i: int, v: Any) -> Any:
+            """Column ``i``'s value as the driver gives it (the fast path's JSON text read back)."""
+            return v if frag is None else frag.value(columns[i], v)
 
         sql, params, order = self._query(dialect, frm, offset, now, columns)
         ts_idx = names.index(self.config["timestamp.column.name"][0]) if "timestamp" in self.mode else None
@@ -252,28 +258,45 @@ class JdbcSource:
         def ident(row: Sequence[Any]) -> str:
             """What identifies a row inside the lookback window: its key (or incrementing id)."""
             if len(key_idx) == 1:
-                return str(row[key_idx[0]])
+                return str(raw(key_idx[0], row[key_idx[0]]))
             if key_idx:
-                return "|".join([str(row[i]) for i in key_idx])
+                return "|".join([str(raw(i, row[i])) for i in key_idx])
             if inc_idx is not None:
-                return str(row[inc_idx])
-            return to_value(row).decode()
+                return str(raw(inc_idx, row[inc_idx]))
+            return to_values([row])[0].decode()
 
         fetch = min(self.batch, FETCH_ROWS)
         cur = dialect.server_cursor(conn, fetch)
         try:
             try:
-                cur.execute(sql + order, params)
+                if frag is None:
+                    cur.execute(sql + order, params)
+                else:
+                    with frag.installed(conn, cur):
+                        cur.execute(sql + order, params)
             except Exception as exc:  # noqa: BLE001
                 raise _db_error(exc, f"{what}: querying") from None
+
+            def records(rows: Sequence[Sequence[Any]]) -> tuple[list[bytes], list[bytes] | None]:
+                """The rows' values and keys; a value that cannot be written names its row."""
+                try:
+                    return to_values(rows), to_keys(rows) if to_keys else None
+                except DataError:
+                    for row in rows:
+                        try:
+                            to_values([row])
+                        except DataError as exc:
+                            raise DataError(f"{what}: row {ident(row)}: {exc}") from None
+                    raise
+
             if self.mode == "bulk":
-                self._bulk(cur, fetch, delivery, topic, to_value, to_key, table, what)
+                self._bulk(cur, fetch, delivery, topic, records, table, what)
                 return
             # A batch is one transaction, streamed: each fetched chunk's records go to Kafka at once
             # (memory holds a chunk, whatever batch.max.rows is), and the batch's end commits them
             # with the new offset. A crash or an error before the commit leaves none of them visible.
             values: list[bytes] = []
-            keys: list[bytes | None] = []
+            keys: list[bytes] = []
             batch_rows: list[Sequence[Any]] = []  # with a lookback window: the batch's rows still inside it
             count = 0  # rows in the batch
             # Rows delivered at or below the offset (its "delivered_at_or_below"): every row a batch
@@ -286,14 +309,14 @@ class JdbcSource:
             ts_i = cast(int, ts_idx)  # row_micros is called in the timestamp modes only
 
             def row_micros(row: Sequence[Any]) -> int:
-                raw_ts = row[ts_i] if row[ts_i] is not None or len(ts_cols) == 1 else next(
-                    (row[i] for i in ts_cols if row[i] is not None), None)
-                return micros_of(self._aware(raw_ts, naive_ts))
+                at = ts_i if row[ts_i] is not None or len(ts_cols) == 1 else next(
+                    (j for j in ts_cols if row[j] is not None), ts_i)
+                return micros_of(self._aware(raw(at, row[at]), naive_ts))
 
             def send() -> None:
                 nonlocal batch_rows
                 if values:
-                    delivery.send(topic, values, keys)
+                    delivery.send(topic, values, keys if to_keys else None)
                     values.clear()
                     keys.clear()
                 if batch_rows and last_row is not None:
@@ -321,8 +344,8 @@ class JdbcSource:
                     delivered = [(row_micros(row), ident(row)) for row in rows_after(horizon)]
                 delivered_total += count
                 new = self._commit(delivery, partition, delivered, previous, last_ts,
-                                   last_row[inc_idx] if inc_idx is not None else None, stored_ts, recent, table,
-                                   delivered_total)
+                                   raw(inc_idx, last_row[inc_idx]) if inc_idx is not None else None, stored_ts,
+                                   recent, table, delivered_total)
                 count, batch_rows = 0, []
                 return new
 
@@ -337,7 +360,6 @@ class JdbcSource:
             remember = bool(self.lookback) and ts_idx is not None
             timestamp_only = self.mode == "timestamp"
             batch = self.batch
-            append_value, append_key = values.append, keys.append
             while True:
                 try:
                     rows = cur.fetchmany(fetch)
@@ -345,27 +367,37 @@ class JdbcSource:
                     raise _db_error(exc, f"{what}: fetching rows") from None
                 if not rows:
                     break
-                for row in rows:
-                    if skip_until is not None:
-                        row_ts = row_micros(row)
-                        if row_ts > skip_until:
-                            skip_until = None  # well past the remembered window: nothing later is in it
-                        elif (row_ts, ident(row)) in skip:
-                            table.skipped_already_delivered += 1
-                            continue
-                    # A batch is cut before this row, except inside a group of equal timestamps
-                    # in timestamp mode (the offset could not tell the group's rows apart).
-                    if count >= batch and not (timestamp_only and row_micros(row) == row_micros(cast(Sequence[Any], last_row))):
-                        previous = commit()
-                    try:
-                        append_value(to_value(row))
-                    except DataError as exc:
-                        raise DataError(f"{what}: row {ident(row)}: {exc}") from None
-                    append_key(to_key(row) if to_key else None)
+                # A chunk's rows go in runs written at once (rows.values_writer); one row at a time
+                # only where a row may be one the stored offset remembers, or a batch may be cut.
+                i, n = 0, len(rows)
+                while i < n:
+                    if skip_until is not None or count >= batch:
+                        row = rows[i]
+                        if skip_until is not None:
+                            row_ts = row_micros(row)
+                            if row_ts > skip_until:
+                                skip_until = None  # well past the remembered window: nothing later is in it
+                            elif (row_ts, ident(row)) in skip:
+                                table.skipped_already_delivered += 1
+                                i += 1
+                                continue
+                        # A batch is cut before this row, except inside a group of equal timestamps
+                        # in timestamp mode (the offset could not tell the group's rows apart).
+                        if count >= batch and not (timestamp_only and row_micros(row) == row_micros(cast(Sequence[Any], last_row))):
+                            previous = commit()
+                        end = i + 1
+                    else:
+                        end = min(n, i + batch - count)
+                    run = rows if i == 0 and end == n else rows[i:end]
+                    run_values, run_keys = records(run)
+                    values += run_values
+                    if run_keys is not None:
+                        keys += run_keys
                     if remember:
-                        batch_rows.append(row)
-                    last_row = row
-                    count += 1
+                        batch_rows += run
+                    last_row = run[-1]
+                    count += len(run)
+                    i = end
                 send()
             if count:
                 previous = commit()
@@ -384,7 +416,7 @@ class JdbcSource:
                 pass
 
     def _bulk(self, cur: Any, fetch: int, delivery: SourceDelivery, topic: str,
-              to_value: Callable[[Sequence[Any]], bytes], to_key: Callable[[Sequence[Any]], bytes] | None,
+              records: Callable[[Sequence[Sequence[Any]]], tuple[list[bytes], list[bytes] | None]],
               table: TableResult, what: str) -> None:
         """A whole snapshot in one transaction: a crash (or an error) mid-snapshot leaves none of it visible."""
         while True:
@@ -394,7 +426,7 @@ class JdbcSource:
                 raise _db_error(exc, f"{what}: fetching rows") from None  # the delivery aborts the batch
             if not rows:
                 break
-            delivery.send(topic, [to_value(r) for r in rows], [to_key(r) for r in rows] if to_key else None)
+            delivery.send(topic, *records(rows))
         table.records += delivery.commit_snapshot().records
         table.batches = 1
 
@@ -556,8 +588,10 @@ class JdbcSource:
         finally:
             cur.close()
 
-    def _key_writer(self, key_columns: Sequence[Column], indexes: Sequence[int]) -> Callable[[Sequence[Any]], bytes]:
-        return value_writer(key_columns, f"{self.name}.Key", self.config["key.converter.schemas.enable"], indexes)
+    def _key_writer(self, key_columns: Sequence[Column], indexes: Sequence[int],
+                    fragments: Fragments | None) -> Callable[[Sequence[Sequence[Any]]], list[bytes]]:
+        return values_writer(key_columns, f"{self.name}.Key", self.config["key.converter.schemas.enable"], indexes,
+                             fragments)
 
     def _check_offset(self, partition: Mapping[str, Any], offset: Mapping[str, Any] | None) -> None:
         if offset is None:
