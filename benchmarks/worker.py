@@ -7,6 +7,7 @@ lines go to stderr; the last line on stdout is the result as JSON: records, byte
 (the work itself, client set-up included, interpreter start-up excluded) and peak_rss_mb
 (VmHWM of this process). ``"profile": path`` writes a cProfile dump of the work.
 
+The ``bare`` JDBC variant is the database's speed: the source's query fetched and dropped.
 The ``minimal`` variants are the practical ceiling in Python: the same input and the same
 output bytes where the case has an output file, with none of airconnect's guarantees
 (no transactions, no offsets journal, one commit at the end).
@@ -207,15 +208,16 @@ def minimal_file_sink(spec: dict[str, Any]) -> dict[str, Any]:
     return {"records": n, "bytes": nbytes}
 
 
-def minimal_jdbc(spec: dict[str, Any]) -> dict[str, Any]:
-    """A server-side cursor over the same ordered query, each row as schemaless JSON, keyed by its id."""
+def _jdbc_cursor(spec: dict[str, Any], name: str) -> tuple[Any, Any, str]:
+    """A connection in a UTC session and a server-side cursor fetching 10,000 rows at a time (the
+    JDBC source's): psycopg2's named cursor or mysqlclient's SSCursor; and the quote character."""
     conn = db_connect(spec)
     db = spec["db"]
     if db["kind"] == "postgres":
         cur = conn.cursor()
         cur.execute("SET TIME ZONE 'UTC'")
         cur.close()
-        cur = conn.cursor(name="bench_stream")
+        cur = conn.cursor(name=name)
         cur.itersize = 10000
         q = '"'
     else:
@@ -226,6 +228,32 @@ def minimal_jdbc(spec: dict[str, Any]) -> dict[str, Any]:
         cur.close()
         cur = conn.cursor(MySQLdb.cursors.SSCursor)
         q = "`"
+    return conn, cur, q
+
+
+def bare_jdbc(spec: dict[str, Any]) -> dict[str, Any]:
+    """The database's speed: the same ordered query over the same server-side cursor, each fetch of
+    10,000 rows made into Python values by the driver and dropped (no encoding, no Kafka)."""
+    conn, cur, q = _jdbc_cursor(spec, "bench_bare")
+    db = spec["db"]
+    table, ts, inc = (q + x + q for x in (db["table"], db["ts"], db["inc"]))
+    cur.execute(f"SELECT * FROM {table} ORDER BY {ts}, {inc}")
+    n, tick = 0, Ticker()
+    while True:
+        rows = cur.fetchmany(10000)
+        if not rows:
+            break
+        n += len(rows)
+        tick.add(len(rows))
+    cur.close()
+    conn.close()
+    return {"records": n, "bytes": None}
+
+
+def minimal_jdbc(spec: dict[str, Any]) -> dict[str, Any]:
+    """A server-side cursor over the same ordered query, each row as schemaless JSON, keyed by its id."""
+    conn, cur, q = _jdbc_cursor(spec, "bench_stream")
+    db = spec["db"]
     table, ts, inc = (q + x + q for x in (db["table"], db["ts"], db["inc"]))
     cur.execute(f"SELECT * FROM {table} ORDER BY {ts}, {inc}")
     p = _producer(spec)
@@ -292,6 +320,7 @@ VARIANTS: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("file_sink", "minimal"): minimal_file_sink,
     ("jdbc", "airconnect"): airconnect_jdbc,
     ("jdbc", "minimal"): minimal_jdbc,
+    ("jdbc", "bare"): bare_jdbc,
     ("s3_sink", "airconnect"): airconnect_s3,
     ("s3_sink", "minimal"): minimal_s3,
 }
