@@ -976,6 +976,8 @@ class ConnectRecord:
     timestamp: int | None = None
     headers: tuple[Header, ...] = ()
     origin: Any = field(default=None, compare=False, repr=False)
+    #: A sink record's offset in its partition (``SinkRecord.kafkaOffset``); ``None`` for a source record.
+    kafka_offset: int | None = None
 
     def new_record(self, topic: str | None = None, kafka_partition: Any = _MISSING, key_schema: Any = _MISSING,
                    key: Any = _MISSING, value_schema: Any = _MISSING, value: Any = _MISSING,
@@ -994,4 +996,5 @@ class ConnectRecord:
             timestamp=pick(timestamp, self.timestamp),
             headers=tuple(self.headers if headers is None else headers),
             origin=self.origin,
+            kafka_offset=self.kafka_offset,
         )
