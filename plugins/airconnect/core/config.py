@@ -242,6 +242,9 @@ class ConnectorConfig:
     cls: ConnectorClass
     values: Mapping[str, Any]
     raw: Mapping[str, Any] = field(repr=False)
+    #: Its single message transforms (an ``airconnect.transforms.Chain``), or ``None``: the
+    #: runtime applies them to every record (see ``airconnect.core.delivery``).
+    transforms: Any = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]

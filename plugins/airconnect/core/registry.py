@@ -31,6 +31,7 @@ from airconnect.core.config import (
     substitute_env,
 )
 from airconnect.core.errors import ConfigError, InvalidDefinitions
+from airconnect.transforms import build_chain
 
 #: Every connector class, one line each.
 CONNECTORS: Final[tuple[ConnectorClass, ...]] = (
@@ -109,16 +110,15 @@ def validate(definition: Mapping[str, Any], *, source: str | None = None) -> Con
                 "from the Airflow Connection named by kafka.conn.id (its extra holds any librdkafka setting)"
                 + where, connector=name, key=k))
             continue
-        if k not in keys and not k.startswith(("transforms", "predicates")):
+        if k not in keys and k not in ("transforms", "predicates") and not k.startswith(("transforms.", "predicates.")):
             hint = difflib.get_close_matches(k, list(keys), n=1)
             errors.append(ConfigError(
                 f"is not a key of {cls.name}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + where
                 + "; its keys are: " + ", ".join(sorted(keys)),
                 connector=name, key=k,
             ))
-    if raw.get("transforms"):
-        errors.append(ConfigError("single message transforms are not supported by airconnect yet",
-                                  connector=name, key="transforms"))
+    chain, chain_errors = build_chain(raw, name)  # transforms and predicates, for every connector class
+    errors.extend(chain_errors)
     values: dict[str, Any] = {}
     for key in keys.values():
         try:
@@ -132,7 +132,7 @@ def validate(definition: Mapping[str, Any], *, source: str | None = None) -> Con
             errors.append(exc)
     if not errors:
         values["connector.class"] = cls.name
-        result = ConnectorConfig(name=name, cls=cls, values=values, raw=dict(raw))
+        result = ConnectorConfig(name=name, cls=cls, values=values, raw=dict(raw), transforms=chain)
         if cls.check is None:
             return result
         try:
