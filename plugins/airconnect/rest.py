@@ -394,7 +394,8 @@ def validate_config(cls: ConnectorClass, config: dict[str, Any]) -> dict[str, An
         try:
             validate({"name": name, "config": {**raw, "connector.class": raw.get("connector.class") or cls.name}})
         except ConfigError as exc:
-            errors.setdefault(exc.key or "connector.class", []).append(_bare(exc))
+            for problem in getattr(exc, "errors", None) or [exc]:  # each under its key (transforms.NAME.x too)
+                errors.setdefault(problem.key or "connector.class", []).append(_bare(problem))
     configs = []
     for order, k in enumerate(list(keys) + [k for k in errors if k not in keys], start=1):
         declared = keys.get(k)

@@ -26,12 +26,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Message
 
-from airconnect.core.deadletters import DeadLetter, SinkDeadLetters
+from airconnect.core.config import ConnectorConfig
+from airconnect.core.deadletters import DeadLetter, SinkDeadLetters, ensure_dead_letter_topic
 from airconnect.core.kafka_client import (
     Admin,
     GroupCommitter,
@@ -45,6 +47,18 @@ from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
+
+#: The connector :func:`airconnect.core.runtime.run` is running: a delivery of that name applies
+#: its single message transforms (``config.transforms``) without the connector passing its config.
+RUNNING: ContextVar[ConnectorConfig | None] = ContextVar("airconnect_running", default=None)
+
+
+def _transforms_of(name: str, config: ConnectorConfig | None) -> ConnectorConfig | None:
+    """The definition whose transforms a delivery applies, if it has any."""
+    if config is None:
+        running = RUNNING.get()
+        config = running if running is not None and running.name == name else None
+    return config if config is not None and config.transforms is not None else None
 
 
 @dataclass
@@ -67,7 +81,7 @@ class SourceDelivery:
     """
 
     def __init__(self, name: str, store: KeyValueStore, kafka: Mapping[str, Any], *,
-                 topics: Sequence[str] = (), progress: Progress | None = None):
+                 topics: Sequence[str] = (), progress: Progress | None = None, config: ConnectorConfig | None = None):
         self.name = name
         self.kafka = dict(kafka)
         self.offsets = Offsets(store, name)
@@ -81,6 +95,14 @@ class SourceDelivery:
         self._open = False
         self._records = 0  # in the open batch
         self._dead = 0
+        self._topics = set(topics)
+        # Single message transforms (airconnect.transforms.runtime), if the definition has any.
+        with_transforms = _transforms_of(name, config)
+        self._transforms = None
+        if with_transforms is not None:
+            from airconnect.transforms.runtime import SourceTransforms
+
+            self._transforms = SourceTransforms(with_transforms)
 
     def __enter__(self) -> SourceDelivery:
         return self
@@ -139,10 +161,33 @@ class SourceDelivery:
         if not values:
             return
         self._begin()
-        self.writer.produce_many(topic, values, keys)
-        self._records += len(values)
+        if self._transforms is not None:
+            self._send_transformed(topic, values, keys)
+        else:
+            self.writer.produce_many(topic, values, keys)
+            self._records += len(values)
         if self.progress is not None:
             self.progress.add(len(values))  # records streamed; a batch is visible once it commits
+
+    def _send_transformed(self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None] | None) -> None:
+        """Kafka Connect's order: the connector's records -> transforms -> converter -> producer. A
+        record routed elsewhere goes to that topic (created if missing); a dropped one is not sent."""
+        assert self._transforms is not None
+        dead: list[DeadLetter] = []
+
+        def on_dead(original: str, letter: DeadLetter) -> None:
+            if letter.topic not in self._topics:
+                ensure_dead_letter_topic(self._transforms.config, self.admin, letter.topic)  # type: ignore[union-attr]
+                self._topics.add(letter.topic)
+            dead.append(letter)
+
+        for out_topic, key, value, headers in self._transforms.records(topic, values, keys, on_dead):
+            if out_topic not in self._topics:
+                self.admin.ensure_topic(out_topic)
+                self._topics.add(out_topic)
+            self.writer.produce(out_topic, value, key, headers=cast("list[tuple[str, bytes]]", headers))
+            self._records += 1
+        self.send_dead(dead)
 
     def send_dead(self, letters: Sequence[DeadLetter]) -> None:
         """Dead letters ride in the batch of the records around them: delivered once, with it."""
@@ -212,7 +257,8 @@ class SinkDelivery:
     """
 
     def __init__(self, name: str, store: KeyValueStore, kafka: Mapping[str, Any], topics: Sequence[str], *,
-                 group: str, dead_letters: SinkDeadLetters | None = None, progress: Progress | None = None):
+                 group: str, dead_letters: SinkDeadLetters | None = None, progress: Progress | None = None,
+                 config: ConnectorConfig | None = None):
         self.name = name
         self.kafka = dict(kafka)
         self.topics = list(topics)
@@ -222,15 +268,28 @@ class SinkDelivery:
         self.progress = progress
         self.positions: dict[tuple[str, int], PartitionProgress] = {}
         self._committer = GroupCommitter(self.kafka, group)
+        # Single message transforms (airconnect.transforms.runtime), if the definition has any.
+        with_transforms = _transforms_of(name, config)
+        self._transforms = None
+        if with_transforms is not None:
+            from airconnect.transforms.runtime import SinkTransforms
+
+            self._transforms = SinkTransforms(with_transforms)
 
     def __enter__(self) -> SinkDelivery:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None and self._transforms is not None:
+            self._transforms.failure = None  # an error already on its way wins
         self.close()
 
     def close(self) -> None:
+        """Closes the group's committer; then, if a transform failed on a record (errors.tolerance=none),
+        raises that :class:`DataError`: the connector has checkpointed what came before it."""
         self._committer.close()
+        if self._transforms is not None:
+            self._transforms.raise_failure()
 
     def starts(self) -> dict[str, dict[int, int]]:
         """Each topic's ``{partition: offset}`` to start from (see the class's documentation)."""
@@ -251,9 +310,13 @@ class SinkDelivery:
 
     def records(self, starts: Mapping[str, Mapping[int, int] | None] | None = None,
                 on_batch_end: Callable[[], None] | None = None) -> Iterator[Message]:
-        """The committed records to read this run, from ``starts`` (default :meth:`starts`)."""
-        return read_to_end(self.kafka, self.starts() if starts is None else starts, group_id=self.group,
-                           progress=self.positions, on_batch_end=on_batch_end)
+        """The committed records to read this run, from ``starts`` (default :meth:`starts`); with
+        transforms, as they come out of them (see :mod:`airconnect.transforms.runtime`)."""
+        messages = read_to_end(self.kafka, self.starts() if starts is None else starts, group_id=self.group,
+                               progress=self.positions, on_batch_end=on_batch_end)
+        if self._transforms is None:
+            return messages
+        return self._transforms.records(messages, self.positions, self.dead)
 
     @property
     def moved(self) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airconnect.core.config import ConnectorConfig
+from airconnect.core.delivery import RUNNING
 from airconnect.core.offsets import KeyValueStore
 from airconnect.core.registry import validate
 
@@ -21,5 +22,11 @@ def build(definition: Mapping[str, Any] | ConnectorConfig, store: KeyValueStore,
 
 def run(definition: Mapping[str, Any] | ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any],
         **resources: Any) -> dict[str, Any]:
-    """Run one pass of a connector; return its JSON-able result (counts, offsets)."""
-    return build(definition, store, kafka, **resources).run().as_dict()
+    """Run one pass of a connector; return its JSON-able result (counts, offsets). Its deliveries
+    apply its single message transforms (:data:`~airconnect.core.delivery.RUNNING`)."""
+    config = definition if isinstance(definition, ConnectorConfig) else validate(definition)
+    token = RUNNING.set(config)
+    try:
+        return build(config, store, kafka, **resources).run().as_dict()
+    finally:
+        RUNNING.reset(token)
