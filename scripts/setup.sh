@@ -9,12 +9,14 @@ say() { printf '[setup] %s\n' "$*"; }
 
 # Debian packages: Java for Kafka, Maven to fetch its jars, the database servers, what
 # mysqlclient needs to build, Chromium for the UI test, a Japanese font for the forecast charts,
-# and PostgreSQL's wal2json output plugin for change data capture.
-DEB_PACKAGES=(openjdk-17-jre-headless maven postgresql "postgresql-$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1 || echo 15)-wal2json" mariadb-server mariadb-client libmariadb-dev pkg-config gcc python3-venv chromium fonts-ipafont-gothic)
+# PostgreSQL's wal2json output plugin for change data capture, and javac for the test that runs
+# Kafka Connect's own transforms (tests/smt/SmtHarness.java).
+DEB_PACKAGES=(openjdk-17-jre-headless openjdk-17-jdk-headless maven postgresql "postgresql-$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1 || echo 15)-wal2json" mariadb-server mariadb-client libmariadb-dev pkg-config gcc python3-venv chromium fonts-ipafont-gothic)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   case "$p" in
     openjdk-17-jre-headless) command -v java >/dev/null && continue ;;
+    openjdk-17-jdk-headless) command -v javac >/dev/null && continue ;;
     maven) command -v mvn >/dev/null && continue ;;
     postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && continue ;;
     python3-venv) python3 -c 'import ensurepip, venv' 2>/dev/null && continue ;;
