@@ -152,7 +152,7 @@ class FileSink:
         buf = bytearray()
         since_checkpoint = 0
         with open(self.path, "ab") as f, SinkDelivery(self.name, self.store, self.kafka, self.topics, group=self.group,
-                                                      dead_letters=dead) as delivery:
+                                                      dead_letters=dead, config=self.config) as delivery:
             def checkpoint() -> None:
                 nonlocal since_checkpoint, length
                 if buf:

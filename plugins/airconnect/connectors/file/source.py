@@ -227,7 +227,8 @@ class FileSource:
             result.extra["missing_file"] = True
             return result
         progress = Progress(log, f"connector '{self.name}' ({self.path} -> {self.topic})", unit="lines")
-        with SourceDelivery(self.name, self.store, self.kafka, topics=[self.topic], progress=progress) as delivery:
+        with SourceDelivery(self.name, self.store, self.kafka, topics=[self.topic], progress=progress,
+                            config=self.config) as delivery:
             if self.dead_topic:
                 ensure_dead_letter_topic(self.config, delivery.admin, self.dead_topic)
             offset = delivery.resume(self.partition, stored)
