@@ -27,7 +27,8 @@ sys.path.insert(0, str(HERE))
 
 import connect as kc  # noqa: E402
 
-ALL_CASES = ("file_source", "file_sink", "jdbc_pg", "jdbc_mariadb", "s3_sink", "scaling", "airflow")
+ALL_CASES = ("file_source", "file_sink", "jdbc_pg", "jdbc_mariadb", "s3_sink", "scaling", "airflow",
+             "jdbc_sink_pg", "jdbc_sink_mariadb")
 MB = 1024 * 1024
 
 # Targets from issue #6.
@@ -477,6 +478,16 @@ class Bench:
             "ratios": {"time 5x/1x per row (1.0 = linear)": time_ratio / rows, "peak RSS 5x/1x": rss_ratio},
             "targets": {f"peak RSS 5x/1x <= {MAX_RSS_GROWTH}": rss_ratio <= MAX_RSS_GROWTH},
         }
+
+    def case_jdbc_sink_pg(self) -> None:
+        import jdbc_sink_case
+
+        jdbc_sink_case.run(self, "postgres")
+
+    def case_jdbc_sink_mariadb(self) -> None:
+        import jdbc_sink_case
+
+        jdbc_sink_case.run(self, "mysql")
 
     def case_airflow(self) -> None:
         import airflow_case

@@ -323,6 +323,8 @@ VARIANTS: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("jdbc", "bare"): bare_jdbc,
     ("s3_sink", "airconnect"): airconnect_s3,
     ("s3_sink", "minimal"): minimal_s3,
+    ("jdbc_sink", "airconnect"): lambda spec: __import__("jdbc_sink_case").airconnect_sink(spec),
+    ("jdbc_sink", "minimal"): lambda spec: __import__("jdbc_sink_case").minimal_sink(spec),
 }
 
 

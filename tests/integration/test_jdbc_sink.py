@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from airconnect.core.data import (
+    BYTES_SCHEMA,
     DATE_SCHEMA,
     INT32_SCHEMA,
     INT64_SCHEMA,
@@ -165,15 +166,17 @@ def test_insert_creates_the_table_and_keeps_decimals_and_timestamps_exact(db, un
         (3, "ITEM003", Decimal("-0.0001"), None)]
     # Connect's own logical types (base64 Decimal, Date, Timestamp in epoch ms) into a second table.
     schema = struct_schema([("id", INT64_SCHEMA), ("amount", decimal_schema(2)), ("day", DATE_SCHEMA),
-                            ("at", TIMESTAMP_SCHEMA)])
+                            ("at", TIMESTAMP_SCHEMA), ("text", STRING_SCHEMA), ("blob", BYTES_SCHEMA)])
     value = Struct(schema, {"id": 7, "amount": Decimal("-1234567.89"), "day": dt.date(2018, 10, 31),
-                            "at": dt.datetime(2018, 10, 31, 12, 0, 0, 5000, tzinfo=UTC)})
+                            "at": dt.datetime(2018, 10, 31, 12, 0, 0, 5000, tzinfo=UTC),
+                            "text": "tab\there, back\\slash,\nnew line \\N", "blob": b"\x00\x01\\\xff"})
     other = make_topic(db.kafka, db.table(f"sink-logical-{unique}"))
     produce(db.kafka, other, [(None, from_connect(schema, value))])
     db.run(f"{name}-2", other, auto_create="true")
     (row,) = db.rows(other)
-    assert (row[0], row[1], row[2], naive_utc(row[3])) == (7, Decimal("-1234567.89"), dt.date(2018, 10, 31),
-                                                           dt.datetime(2018, 10, 31, 12, 0, 0, 5000))
+    assert (row[0], row[1], row[2], naive_utc(row[3]), row[4], bytes(row[5])) == (
+        7, Decimal("-1234567.89"), dt.date(2018, 10, 31), dt.datetime(2018, 10, 31, 12, 0, 0, 5000),
+        "tab\there, back\\slash,\nnew line \\N", b"\x00\x01\\\xff")
     # Nothing new: nothing written; the offsets are in the database, the Variable and the group.
     assert db.run(name, topic)["records"] == 0
     assert db.rows(topic, "1") == got

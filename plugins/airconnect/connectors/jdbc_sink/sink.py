@@ -45,6 +45,8 @@ Records that cannot be written
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import logging
 import re
 import zoneinfo
@@ -59,7 +61,7 @@ from airconnect.connectors.jdbc.dialect import _db_error, _detail, dialect_of
 from airconnect.connectors.jdbc_sink.spec import JDBC_SINK, KAFKA_PK_NAMES, table_name
 from airconnect.connectors.jdbc_sink.sql import LOGICAL, PRIMITIVES, Column, SinkSql, record_error
 from airconnect.core.config import ConnectorConfig
-from airconnect.core.data import to_connect
+from airconnect.core.data import STRING, Schema, to_connect
 from airconnect.core.deadletters import SinkDeadLetters, dead_letter_topic, tolerates
 from airconnect.core.delivery import SinkDelivery
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
@@ -116,6 +118,10 @@ class Layout:
     extract: Callable[[Message, Any, Any], tuple[Any, ...]]  # (msg, key, value struct) -> row
     key_width: int  # how many of the row's leading values are the key
     statements: dict[tuple[str, int], str] = field(default_factory=dict)
+    #: row -> its line in COPY's text format (PostgreSQL, insert mode), compiled when first needed.
+    copy_line: Callable[[tuple[Any, ...]], str] | None = None
+    #: ``extract`` over a payload parsed as plain JSON (see :class:`FastPayload`), compiled.
+    fast_extract: Callable[[Message, Any, Any], tuple[Any, ...]] | None = None
 
     @property
     def key_columns(self) -> list[Column]:
@@ -144,11 +150,13 @@ class JdbcSink:
         self.batch_size: int = config["batch.size"]
         self.checkpoint_records: int = config["checkpoint.records"]
         self.zone = zoneinfo.ZoneInfo(config["db.timezone"])
+        self._utc = config["db.timezone"] in ("UTC", "Etc/UTC")
         self.value_schemas: bool = config["value.converter.schemas.enable"]
         self.key_schemas: bool = config["key.converter.schemas.enable"]
         self.group = sink_group_id(config.name)
         self.result = JdbcSinkResult(self.name)
         self._tables: dict[str, _Table] = {}
+        self._fast: dict[str, FastPayload] = {}  # topic -> the envelope its last record had
         self._stopped: dict[TopicPartition, tuple[int, str]] = {}  # partition -> (offset, why) of the record that stops the run
         self._db_offsets: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}  # after the records handled so far
@@ -171,6 +179,7 @@ class JdbcSink:
         try:
             self.cur = self.conn.cursor()
             self.sql = SinkSql(dialect_of(self.conn))
+            self._psycopg2 = type(self.conn).__module__.startswith("psycopg2")
             self._start_session()
             self.dead = SinkDeadLetters(self.config, self.kafka, topics) if tolerates(self.config) and topics else None
             with SinkDelivery(self.name, self.store, self.kafka, topics, group=self.group,
@@ -266,6 +275,17 @@ class JdbcSink:
             layout = self._key_layout(table, key_schema)
             table.add(layout, "delete", layout.extract(msg, key, None), msg)
             return
+        fast = self._fast.get(msg.topic())
+        if fast is not None:
+            payload = fast.payload(value)
+            if payload is not None:
+                try:
+                    row = fast.extract(msg, key, payload)
+                except (ValueError, TypeError, ArithmeticError):
+                    pass  # the general path says what is wrong
+                else:
+                    table.add(fast.layout, "write", row, msg)
+                    return
         try:
             schema, struct = to_connect(value, schemas_enable=self.value_schemas)
         except DataError as exc:
@@ -276,6 +296,10 @@ class JdbcSink:
                               "(JsonConverter with schemas.enable=true): each field is a column", key="value.converter")
         layout = table.layout(schema, key_schema)
         table.add(layout, "write", layout.extract(msg, key, struct), msg)
+        if self.pk_mode != "record_key":  # (a record_key layout depends on each record's key schema too)
+            learned = FastPayload.learn(value, schema, layout)
+            if learned is not None:
+                self._fast[msg.topic()] = learned
 
     def _bad(self, msg: Message, exc: RecordError) -> None:
         """A record that cannot be written: to the dead-letter topic, or the run stops at it."""
@@ -362,7 +386,35 @@ class JdbcSink:
         if not columns:
             raise RecordError(f"gives no column for table {table.name!r} (no key field, and no value field "
                               "fields.whitelist lets through)", key="fields.whitelist", fatal=True)
-        return Layout(columns, _extractor(getters), len(keys))
+        layout = Layout(columns, _extractor(getters), len(keys))
+        if self.pk_mode != "record_key":
+            layout.fast_extract = self._fast_extractor(columns)
+        return layout
+
+    def _fast_extractor(self, columns: Sequence[Column]) -> Callable[[Message, Any, Any], tuple[Any, ...]]:
+        """The layout's ``extract`` for a payload parsed as plain JSON whose every field is present
+        (:class:`FastPayload` checked it), compiled into one function like the JDBC source's row
+        writer: no loop and no call per column but the conversions a column needs."""
+        env: dict[str, Any] = {}
+        lines: list[str] = []
+        out: list[str] = []
+        start = 3 if self.pk_mode == "kafka" else 0
+        if start:
+            out += ["m.topic()", "m.partition()", "m.offset()"]
+        for i, c in enumerate(columns[start:], start):
+            lines.append(f"    x{i} = v[{c.name!r}]")
+            convert = self._timestamp if c.kind == "timestamp" else _CONVERTERS.get(c.kind)
+            if convert is None:
+                out.append(f"x{i}")
+            else:
+                env[f"_c{i}"] = convert
+                out.append(f"(None if x{i} is None else _c{i}(x{i}))")
+        src = (f"def _make({', '.join(env)}):\n  def extract(m, k, v):\n" + "\n".join(lines)
+               + f"\n    return ({', '.join(out)},)\n  return extract\n")
+        ns: dict[str, Any] = {}
+        exec(compile(src, "<airconnect jdbc sink row>", "exec"), ns)  # noqa: S102 - code built above from repr()s
+        extract: Callable[[Message, Any, Any], tuple[Any, ...]] = ns["_make"](**env)
+        return extract
 
     def _column(self, name: str, schema: Any, *, key: bool) -> Column:
         kind = LOGICAL.get(getattr(schema, "name", None) or "") or _type(schema)
@@ -394,12 +446,21 @@ class JdbcSink:
         return converted
 
     def _timestamp(self, value: Any) -> dt.datetime:
-        if isinstance(value, dt.datetime):
+        if value.__class__ is str:
+            try:
+                ts = dt.datetime.fromisoformat(value)  # ('Z' too, from Python 3.11)
+            except ValueError:
+                ts = parse_timestamp(value)
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=UTC)
+        elif isinstance(value, dt.datetime):
             ts = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # Connect's Timestamp is UTC
         else:
             ts = parse_timestamp(value)
-        if self.sql.postgres:
-            return ts  # the session's TimeZone is db.timezone: TIMESTAMP columns get its wall time
+        # The wall time in db.timezone, naive: what a TIMESTAMP/DATETIME column holds; a PostgreSQL
+        # TIMESTAMPTZ column reads it in the session's TimeZone, which is db.timezone too.
+        if self._utc and ts.tzinfo is UTC:
+            return ts.replace(tzinfo=None)
         return ts.astimezone(self.zone).replace(tzinfo=None)
 
     # ------------------------------------------------------------------ writing
@@ -413,6 +474,8 @@ class JdbcSink:
                 return  # nothing but the key: nothing to update
             w = layout.key_width
             self._many(sql.update(table.name, layout.columns), [r[w:] + r[:w] for r in rows])
+        elif self.mode == "insert" and sql.postgres:
+            self._copy(table, layout, rows)
         else:
             upsert = self.mode == "upsert"
             if upsert and len(rows) > 1:  # one statement may not touch a row twice: the last version wins
@@ -429,8 +492,23 @@ class JdbcSink:
                         layout.statements[(op, len(chunk))] = statement
                 cur.execute(statement, [v for r in chunk for v in r])
 
+    def _copy(self, table: _Table, layout: Layout, rows: list[tuple[Any, ...]]) -> None:
+        """Plain inserts into PostgreSQL: ``COPY ... FROM STDIN`` in its text format, one line a row
+        (the fastest way in; a row the table refuses fails the COPY, and the row-by-row retry finds it)."""
+        if layout.copy_line is None:
+            layout.copy_line = _copy_writer(layout.columns)
+        line = layout.copy_line
+        data = "".join([line(r) for r in rows])
+        cols = ", ".join(self.sql.q(c.name, params=False) for c in layout.columns)
+        statement = f"COPY {self.sql.table(table.name, params=False)} ({cols}) FROM STDIN"
+        if self._psycopg2:
+            self.cur.copy_expert(statement, io.StringIO(data), size=1 << 20)
+        else:
+            with self.cur.copy(statement) as copy:
+                copy.write(data)
+
     def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
-        if type(self.conn).__module__.startswith("psycopg2"):
+        if self._psycopg2:
             from psycopg2.extras import execute_batch
 
             execute_batch(self.cur, statement, rows, page_size=min(self.batch_size, 1000))
@@ -646,8 +724,130 @@ def _time(v: Any) -> dt.time:
     return dt.time.fromisoformat(str(v).rstrip("Z"))
 
 
-_CONVERTERS: Final[dict[str, Callable[[Any], Any]]] = {"decimal": _decimal, "date": _date, "time": _time}
+_CONVERTERS: Final[dict[str, Callable[[Any], Any]]] = {"decimal": _decimal, "date": _date, "time": _time,
+                                                       "float64": float}
 
 
 def _offsets_text(offsets: Mapping[TopicPartition, int]) -> str:
     return ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items()))
+
+
+_COPY_SPECIAL: Final = re.compile(r"[\\\t\n\r]")
+
+
+def _copy_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _float_text(v: float) -> str:
+    return repr(v) if v == v and v not in (float("inf"), float("-inf")) else {"nan": "NaN", "inf": "Infinity"}.get(
+        repr(v), "-Infinity")
+
+
+#: A column's value (not None) in COPY's text format, as a Python expression over ``{x}``.
+_COPY_TEXT: Final = {
+    "int8": "str({x})", "int16": "str({x})", "int32": "str({x})", "int64": "str({x})", "decimal": "str({x})",
+    "float32": "_float({x})", "float64": "_float({x})", "boolean": "('t' if {x} else 'f')",
+    "string": "(_escape({x}) if _special({x}) else {x})", "bytes": "('\\\\\\\\x' + bytes({x}).hex())",
+    "date": "{x}.isoformat()", "time": "{x}.isoformat()", "timestamp": "{x}.isoformat()",
+}
+
+
+def _copy_writer(columns: Sequence[Column]) -> Callable[[tuple[Any, ...]], str]:
+    """``row -> line`` in COPY's text format (tab-separated, ``\\N`` for NULL, backslash escapes),
+    compiled into one function for the columns."""
+    parts = []
+    for i, c in enumerate(columns):
+        text = _COPY_TEXT[c.kind].format(x=f"r[{i}]")
+        parts.append(f"('\\\\N' if r[{i}] is None else {text})")
+    src = "def line(r):\n    return '\\t'.join((" + ", ".join(parts) + ",)) + '\\n'\n"
+    ns: dict[str, Any] = {"_escape": _copy_escape, "_special": _COPY_SPECIAL.search, "_float": _float_text}
+    exec(compile(src, "<airconnect jdbc sink copy line>", "exec"), ns)  # noqa: S102 - code built above, no input text
+    line: Callable[[tuple[Any, ...]], str] = ns["line"]
+    return line
+
+
+_MISSING: Final = object()
+_ENVELOPE_START: Final = b'{"schema":'
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# As core.data reads JSON (exact decimals, no NaN/Infinity).
+_payload_decoder: Final = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
+_INT_RANGES: Final = {"int8": 1 << 7, "int16": 1 << 15, "int32": 1 << 31, "int64": 1 << 63}
+
+
+def _node_check(schema: Schema) -> Callable[[Any], bool] | None:
+    """Whether a JSON node is one that :func:`to_connect` turns into itself (or, for a decimal or a
+    float64 field, into what the column converter makes of it anyway); ``None``: the field's type has
+    no fast form (bytes, float32, Connect's Date/Time/Timestamp, a default value, nested types)."""
+    if schema.default is not None:
+        return None
+    kind = LOGICAL.get(schema.name or "") or schema.type
+    if kind in _INT_RANGES and not schema.name:
+        bound = _INT_RANGES[kind]
+        return lambda v: v.__class__ is int and -bound <= v < bound
+    if kind == "string" or (kind in ("timestamp", "date") and schema.type == STRING):  # text, or the JDBC source's ISO text
+        return lambda v: v.__class__ is str
+    if kind == "boolean":
+        return lambda v: v.__class__ is bool
+    if kind in ("decimal", "float64"):  # JSON numbers (NUMERIC decimals); a column converter makes them Decimal / float
+        return lambda v: v.__class__ is Decimal or v.__class__ is int
+    return None
+
+
+@dataclass
+class FastPayload:
+    """A topic's records nearly always share one schema, written first in each envelope: once a
+    record has shown its ``{"schema":...,"payload":`` prefix, a record that starts with the same
+    bytes has only its payload parsed, and is written straight from the parsed JSON when every
+    field's node is one that :func:`to_connect` would give unchanged (checked per record: an int in
+    range, a string, a boolean, a number for a decimal, ``null`` for an optional field); anything
+    else goes through :func:`to_connect`. The rows are the same either way (the unit tests hold it)."""
+
+    prefix: bytes
+    check: Callable[[dict[str, Any]], bool]
+    layout: Layout
+    extract: Callable[[Message, Any, Any], tuple[Any, ...]]
+
+    @classmethod
+    def learn(cls, value: bytes, schema: Schema, layout: Layout) -> FastPayload | None:
+        if not value.startswith(_ENVELOPE_START) or layout.fast_extract is None:
+            return None
+        env: dict[str, Any] = {"_MISSING": _MISSING}
+        lines = []
+        for i, f in enumerate(schema.fields):
+            check = _node_check(f.schema)
+            if check is None:
+                return None
+            env[f"_k{i}"] = check
+            null = "pass" if f.schema.optional else "return False"
+            lines += [f"    v = node.get({f.name!r}, _MISSING)", "    if v is None:", f"      {null}",
+                      f"    elif v is _MISSING or not _k{i}(v):", "      return False"]
+        src = (f"def _make({', '.join(env)}):\n  def check(node):\n" + "\n".join(lines)
+               + "\n    return True\n  return check\n")
+        ns: dict[str, Any] = {}
+        exec(compile(src, "<airconnect jdbc sink check>", "exec"), ns)  # noqa: S102 - code built above from repr()s
+        try:
+            text = value.decode("utf-8")
+            _, end = _payload_decoder.raw_decode(text, len(_ENVELOPE_START))
+        except ValueError:
+            return None
+        if not text.startswith(',"payload":', end):
+            return None
+        return cls((text[:end] + ',"payload":').encode("utf-8"), ns["_make"](**env), layout, layout.fast_extract)
+
+    def payload(self, value: bytes) -> dict[str, Any] | None:
+        """The payload, when ``value`` is this envelope and every field's node is a plain one."""
+        if not value.startswith(self.prefix) or not value.endswith(b"}"):
+            return None
+        try:
+            node = _payload_decoder.decode(value[len(self.prefix):-1].decode("utf-8"))
+        except ValueError:  # (UnicodeDecodeError too) the general path says what is wrong
+            return None
+        if node.__class__ is not dict or not self.check(node):
+            return None
+        return node
