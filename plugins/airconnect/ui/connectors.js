@@ -130,13 +130,15 @@
     if (c.offsets.error) return el("td", {}, failure(c.offsets));
     const offsets = c.offsets.value.offsets || [];
     if (!offsets.length) return el("td", { class: "muted", text: "none yet" });
-    const list = el("ul", { class: "plain mono" });
+    const list = el("ul", { class: "plain mono offsets" });
     for (const { partition, offset } of offsets) {
       // A sink's offsets are per topic-partition; a source's partition and offset are its own maps.
-      const text = partition && "kafka_topic" in partition
-        ? `${partition.kafka_topic}[${partition.kafka_partition}]: ${offset ? offset.kafka_offset : "?"}`
-        : `${describe(partition)} \u2192 ${describe(offset)}`;
-      list.append(el("li", { text }));
+      if (partition && "kafka_topic" in partition) {
+        list.append(el("li", { text: `${partition.kafka_topic}[${partition.kafka_partition}]: ${offset ? offset.kafka_offset : "?"}` }));
+      } else {
+        list.append(el("li", {}, el("div", { class: "partition", text: describe(partition) }),
+          el("div", { text: `\u2192 ${describe(offset)}` })));
+      }
     }
     return el("td", {}, list);
   }
@@ -155,14 +157,17 @@
     return el("td", {}, box);
   }
 
+  // A Java class name may wrap after each dot (<wbr>), not in the middle of a word.
+  const breakable = (text) => text.split(".").flatMap((part, i) => (i ? [".", el("wbr"), part] : [part]));
+
   function row(c) {
     const dagId = c.status.value && c.status.value.dag_id;
     const cls = c.info.value ? c.info.value.config["connector.class"] : "";
     return el("tr", { "data-connector": c.name },
       el("td", {},
         el("div", { class: "name" }, c.name, c.type ? el("span", { class: "kind", text: c.type }) : null),
-        el("div", { class: "class mono", text: cls })),
-      el("td", {}, dagId ? el("a", { href: `/dags/${encodeURIComponent(dagId)}`, target: "_top", text: dagId }) : "\u2014"),
+        el("div", { class: "class mono" }, ...breakable(cls))),
+      el("td", { class: "dag-column" }, dagId ? el("a", { href: `/dags/${encodeURIComponent(dagId)}`, target: "_top", text: dagId }) : "\u2014"),
       stateCell(c), topicsCell(c), lagCell(c), offsetsCell(c), actionsCell(c));
   }
 
@@ -177,9 +182,15 @@
     sticky = Boolean(text && keep);
   }
 
+  let again = false; // a reload was asked for while one was running: run it after
+
   async function load() {
-    if (loading || busy) return;
+    if (loading || busy) {
+      again = true;
+      return;
+    }
     loading = true;
+    again = false;
     try {
       const names = await call("GET", "/connectors");
       let connectors = await Promise.all(names.map(loadConnector));
@@ -195,6 +206,7 @@
         (connectors.length ? ` (${Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(", ")})` : "");
       const empty = $("empty");
       empty.hidden = connectors.length > 0;
+      $("connectors").hidden = connectors.length === 0;
       empty.textContent = DAG_ID
         ? `No connector of DAG ${DAG_ID} that you may see.`
         : "No connector that you may see: the list holds the connectors of the DAGs you may read.";
@@ -205,6 +217,7 @@
       else showMessage(`Could not list the connectors: ${error.message}`);
     } finally {
       loading = false;
+      if (again && !busy) load();
     }
   }
 
@@ -225,6 +238,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     followTheme();
     if (DAG_ID) {
+      document.body.classList.add("one-dag");
       $("title").textContent = `Connectors of ${DAG_ID}`;
       document.title = `Connectors of ${DAG_ID} - airconnect`;
     }
