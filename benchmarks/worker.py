@@ -325,6 +325,7 @@ VARIANTS: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("s3_sink", "minimal"): minimal_s3,
     ("jdbc_sink", "airconnect"): lambda spec: __import__("jdbc_sink_case").airconnect_sink(spec),
     ("jdbc_sink", "minimal"): lambda spec: __import__("jdbc_sink_case").minimal_sink(spec),
+    ("jdbc_sink", "minimal_copy"): lambda spec: __import__("jdbc_sink_case").minimal_sink(spec),
 }
 
 
