@@ -230,6 +230,11 @@ def test_chains_and_converters(case_id: str, connect_results: dict[str, dict[str
     _check(case_id, connect_results)
 
 
+@pytest.mark.parametrize("case_id", _ids("Converter"))
+def test_converters_alone(case_id: str, connect_results: dict[str, dict[str, Any]]) -> None:
+    _check(case_id, connect_results)
+
+
 def test_every_connect_transform_has_cases() -> None:
     from airconnect.transforms import PREDICATE_CLASSES, TRANSFORM_CLASSES
 

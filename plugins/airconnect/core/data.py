@@ -484,17 +484,24 @@ class _Float(float):
 
 
 _ESCAPES: Final = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-_NEEDS_ESCAPE: Final = re.compile(r'[\x00-\x1f"\\]')
+#: What Jackson escapes: ``"``, ``\``, control characters, and (its UTF-8 generator does not
+#: combine surrogate pairs by default) every character beyond the Basic Multilingual Plane.
+_NEEDS_ESCAPE: Final = re.compile('[\x00-\x1f"\\\\\U00010000-\U0010ffff]')
 
 
 def _escape(m: re.Match[str]) -> str:
     c = m.group()
-    return _ESCAPES.get(c) or f"\\u{ord(c):04X}"
+    code = ord(c)
+    if code > 0xFFFF:  # a surrogate pair, each half escaped: 😀 is \uD83D\uDE00
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04X}\\u{0xDC00 + (code & 0x3FF):04X}"
+    return _ESCAPES.get(c) or f"\\u{code:04X}"
 
 
 def json_string(text: str) -> str:
     """A JSON string as Jackson writes it: ``"``, ``\\`` and control characters escaped
-    (``\\u001F``: upper-case hex), everything else as is."""
+    (``\\u001F``: upper-case hex), characters beyond U+FFFF as escaped surrogate pairs,
+    everything else as UTF-8."""
     return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
 
 
@@ -816,7 +823,7 @@ def _to_connect(schema: Schema | None, node: Any, decimal_format: str, replace_n
         number = _number(node)
         if number is None:
             raise DataError(f"Invalid type for {kind.upper()}: {_node_type(node)}")
-        value = float(number)
+        value = float(number) or 0.0  # BigDecimal has no negative zero
         return _struct.unpack("<f", _struct.pack("<f", value))[0] if kind == FLOAT32 else value
     if kind == BOOLEAN:
         return node is True
