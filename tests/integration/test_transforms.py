@@ -209,3 +209,36 @@ def test_every_connector_class_accepts_transforms():
         except ConfigError as exc:
             problems = exc.errors if isinstance(exc, InvalidDefinitions) else [exc]
             assert not [p for p in problems if (p.key or "").startswith("transforms")], [str(p) for p in problems]
+
+
+BAD_ROUTE = {"transforms": "route", "transforms.route.type": P + "RegexRouter", "transforms.route.regex": "(",
+             "transforms.route.replacement": "x", "predicates": "p", "predicates.p.type": P + "predicates.Nope"}
+
+
+def test_airconnect_validate_shows_transform_errors(tmp_path, capsys):
+    from airconnect.cli import main
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(file_source("bad-route", "/tmp/zaiko.txt", "zaiko", **BAD_ROUTE)), encoding="utf-8")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "connector 'bad-route', key 'transforms.route.regex': expected a valid (Java) regular expression" in err
+    assert "connector 'bad-route', key 'predicates.p.type': unknown predicate class" in err
+
+
+def test_rest_validate_endpoint_lists_transform_errors_under_their_keys():
+    from fastapi.testclient import TestClient
+
+    from airconnect import rest
+
+    rest.app.dependency_overrides[rest.check_access] = lambda: None
+    try:
+        body = file_source("bad-route", "/tmp/zaiko.txt", "zaiko", **BAD_ROUTE)["config"]
+        r = TestClient(rest.app).put("/connector-plugins/FileStreamSourceConnector/config/validate", json=body)
+    finally:
+        rest.app.dependency_overrides.pop(rest.check_access, None)
+    assert r.status_code == 200
+    errors = {c["value"]["name"]: c["value"]["errors"] for c in r.json()["configs"] if c["value"]["errors"]}
+    assert set(errors) == {"transforms.route.regex", "predicates.p.type"}
+    assert errors["transforms.route.regex"][0].startswith("expected a valid (Java) regular expression")
+    assert r.json()["error_count"] == 2
