@@ -49,7 +49,10 @@ RUNTIME_VERBS = ("create", "update", "delete", "pause", "resume", "stop", "statu
 
 
 def _read_definition(path: str) -> object:
-    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AirconnectError(f"cannot read {path}: {exc}") from None
     try:
         return json.loads(text)
     except ValueError as exc:

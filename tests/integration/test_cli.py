@@ -231,3 +231,66 @@ def test_a_sink_reset_with_its_topics_can_remove_their_objects_from_the_bucket(t
     assert f"{definition['name']}: deleted 2 stale object(s) from s3://{bucket}" in out.getvalue()
     assert keys() == []
     client.delete_bucket(Bucket=bucket)
+
+
+def test_connectors_created_at_runtime_from_the_shell(cli, tmp_path, unique):
+    """create/update/status/pause/resume/stop/restart/delete: the REST API's functions, from a shell."""
+    from airflow.api.common.delete_dag import delete_dag
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.exceptions import DagNotFound
+    from airflow.models.dag import DagModel
+
+    from airconnect import definitions_db
+
+    def said(*args: str) -> tuple[int, str, str]:  # (Airflow's own log lines, if any, go first: the last line says it)
+        code, out, err = cli.run(*args)
+        return code, out.strip().splitlines()[-1] + "\n" if out.strip() else out, err
+
+    def state(name: str) -> str:
+        out = cli.run("status", name)[1]
+        return json.loads(out[out.index("\n{") + 1 if not out.startswith("{") else 0:])["connector"]["state"]
+
+    name = f"load-shell-{unique}"
+    f = tmp_path / "def.json"
+    f.write_text(json.dumps({"name": name, "config": {"connector.class": "FileStreamSource", "file": "zaiko/latest.txt",
+                                                      "topic": cli.topic}}))
+    try:
+        assert said("create", "-f", str(f), "--initial-state", "PAUSED") == (
+            0, f"created {name} (DAG connector_{name})\n", "")
+        code, _, err = cli.run("create", "-f", str(f))
+        assert code == 2 and err == f"airconnect: Connector {name} already exists\n"
+        code, _, err = cli.run("create", "-f", str(tmp_path / "missing.json"))
+        assert code == 2 and "missing.json" in err
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"name": f"bad-{unique}", "config": {"connector.class": "FileStreamSource"}}))
+        code, _, err = cli.run("create", "-f", str(bad))
+        assert code == 2 and "contains the following 2 error(s)" in err and "key 'file'" in err and "key 'topic'" in err
+        # A file's connector is changed in its file.
+        code, _, err = cli.run("delete", cli.source)
+        assert code == 2 and "is managed by the file" in err
+        assert state(name) == "UNASSIGNED"  # (not parsed yet)
+        sync_bag_to_db(DagBag(dag_folder=str(ROOT / "dags" / "runtime_connectors.py"), bundle_path=ROOT / "dags",
+                              bundle_name="dags-folder"), "dags-folder", None)
+        assert DagModel.get_current(f"connector_{name}").is_paused
+        assert state(name) == "PAUSED"
+        assert cli.run("resume", name)[0] == 0 and not DagModel.get_current(f"connector_{name}").is_paused
+        assert said("stop", name) == (0, f"stopped {name}\n", "")
+        assert state(name) == "STOPPED"
+        assert cli.run("pause", name)[0] == 0
+        assert state(name) == "PAUSED"
+        f.write_text(json.dumps({"name": name, "config": {"connector.class": "FileStreamSource",
+                                                          "file": "zaiko/other.txt", "topic": cli.topic}}))
+        assert said("update", "-f", str(f)) == (0, f"updated {name}\n", "")
+        assert definitions_db.stored(name)["config"]["file"] == "zaiko/other.txt"
+        code, out, _ = said("restart", name)
+        assert (code, out) == (0, f"restarted {name}\n")
+        assert said("delete", name) == (0, f"deleted {name} (its offsets stay)\n", "")
+        assert definitions_db.stored(name) is None
+        code, _, err = cli.run("status", name)
+        assert code == 2 and err == f"airconnect: Connector {name} not found\n"
+    finally:
+        definitions_db.remove(name)
+        try:
+            delete_dag(f"connector_{name}")
+        except DagNotFound:
+            pass
