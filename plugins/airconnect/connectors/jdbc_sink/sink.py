@@ -261,13 +261,24 @@ class JdbcSink:
             raise RecordError(f"its key cannot be read: {exc}", key="key.converter", stage="KEY_CONVERTER") from None
 
     def _handle(self, msg: Message) -> None:
+        value = msg.value()
+        fast = self._fast.get(msg.topic()) if value is not None else None
+        if fast is not None:  # (only without pk.mode record_key: see _value_layout)
+            payload = fast.payload(value)
+            if payload is not None:
+                try:
+                    row = fast.extract(msg, None, payload)
+                except (ValueError, TypeError, ArithmeticError):
+                    pass  # the general path says what is wrong
+                else:
+                    fast.table.add(fast.layout, "write", row, msg)
+                    return
         table = self._table(msg.topic())
         key_schema = key = None
         if self.pk_mode == "record_key":
             key_schema, key = self._decode_key(msg)
             if key is None:
                 raise RecordError("has no key, and pk.mode 'record_key' takes the primary key from it", key="pk.mode")
-        value = msg.value()
         if value is None:
             if not self.delete_enabled:
                 raise RecordError("has no value (a tombstone); the JDBC sink writes struct values, and deletes by "
@@ -275,17 +286,6 @@ class JdbcSink:
             layout = self._key_layout(table, key_schema)
             table.add(layout, "delete", layout.extract(msg, key, None), msg)
             return
-        fast = self._fast.get(msg.topic())
-        if fast is not None:
-            payload = fast.payload(value)
-            if payload is not None:
-                try:
-                    row = fast.extract(msg, key, payload)
-                except (ValueError, TypeError, ArithmeticError):
-                    pass  # the general path says what is wrong
-                else:
-                    table.add(fast.layout, "write", row, msg)
-                    return
         try:
             schema, struct = to_connect(value, schemas_enable=self.value_schemas)
         except DataError as exc:
@@ -296,8 +296,11 @@ class JdbcSink:
                               "(JsonConverter with schemas.enable=true): each field is a column", key="value.converter")
         layout = table.layout(schema, key_schema)
         table.add(layout, "write", layout.extract(msg, key, struct), msg)
-        if self.pk_mode != "record_key":  # (a record_key layout depends on each record's key schema too)
-            learned = FastPayload.learn(value, schema, layout)
+        known = self._fast.get(msg.topic())
+        if self.pk_mode != "record_key" and (known is None or not value.startswith(known.prefix)):
+            # (a record_key layout depends on each record's key schema too; a record of the known
+            # envelope that took this path has a node the fast path leaves to to_connect)
+            learned = FastPayload.learn(value, schema, table, layout)
             if learned is not None:
                 self._fast[msg.topic()] = learned
 
@@ -403,7 +406,7 @@ class JdbcSink:
             out += ["m.topic()", "m.partition()", "m.offset()"]
         for i, c in enumerate(columns[start:], start):
             lines.append(f"    x{i} = v[{c.name!r}]")
-            convert = self._timestamp if c.kind == "timestamp" else _CONVERTERS.get(c.kind)
+            convert = self._fast_timestamp() if c.kind == "timestamp" else _CONVERTERS.get(c.kind)
             if convert is None:
                 out.append(f"x{i}")
             else:
@@ -444,6 +447,24 @@ class JdbcSink:
             except (ValueError, TypeError, ArithmeticError) as exc:
                 raise RecordError(f"field {name!r}: {raw!r} is not a {column.kind}: {exc}") from None
         return converted
+
+    def _fast_timestamp(self) -> Callable[[Any], dt.datetime]:
+        """:meth:`_timestamp`, with its commonest case first: UTC text ending in 'Z' into UTC."""
+        slow = self._timestamp
+        if not self._utc:
+            return slow
+        fromisoformat = dt.datetime.fromisoformat
+
+        def timestamp(value: Any) -> dt.datetime:
+            if value.__class__ is str and value[-1:] == "Z":
+                try:
+                    ts = fromisoformat(value[:-1])
+                except ValueError:
+                    return slow(value)
+                if ts.tzinfo is None:
+                    return ts
+            return slow(value)
+        return timestamp
 
     def _timestamp(self, value: Any) -> dt.datetime:
         if value.__class__ is str:
@@ -777,25 +798,27 @@ def _no_constants(name: str) -> Any:
 
 # As core.data reads JSON (exact decimals, no NaN/Infinity).
 _payload_decoder: Final = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
+_raw_decode: Final = _payload_decoder.raw_decode
 _INT_RANGES: Final = {"int8": 1 << 7, "int16": 1 << 15, "int32": 1 << 31, "int64": 1 << 63}
 
 
-def _node_check(schema: Schema) -> Callable[[Any], bool] | None:
-    """Whether a JSON node is one that :func:`to_connect` turns into itself (or, for a decimal or a
-    float64 field, into what the column converter makes of it anyway); ``None``: the field's type has
-    no fast form (bytes, float32, Connect's Date/Time/Timestamp, a default value, nested types)."""
+def _node_check(schema: Schema) -> str | None:
+    """A Python condition over ``v``: the JSON node is one that :func:`to_connect` turns into itself
+    (or, for a decimal or a float64 field, into what the column converter makes of it anyway);
+    ``None``: the field's type has no fast form (bytes, float32, Connect's Date/Time/Timestamp, a
+    default value, nested types)."""
     if schema.default is not None:
         return None
     kind = LOGICAL.get(schema.name or "") or schema.type
     if kind in _INT_RANGES and not schema.name:
         bound = _INT_RANGES[kind]
-        return lambda v: v.__class__ is int and -bound <= v < bound
+        return f"(v.__class__ is int and {-bound} <= v < {bound})"
     if kind == "string" or (kind in ("timestamp", "date") and schema.type == STRING):  # text, or the JDBC source's ISO text
-        return lambda v: v.__class__ is str
+        return "v.__class__ is str"
     if kind == "boolean":
-        return lambda v: v.__class__ is bool
+        return "v.__class__ is bool"
     if kind in ("decimal", "float64"):  # JSON numbers (NUMERIC decimals); a column converter makes them Decimal / float
-        return lambda v: v.__class__ is Decimal or v.__class__ is int
+        return "(v.__class__ is _Decimal or v.__class__ is int)"
     return None
 
 
@@ -810,26 +833,24 @@ class FastPayload:
 
     prefix: bytes
     check: Callable[[dict[str, Any]], bool]
+    table: _Table
     layout: Layout
     extract: Callable[[Message, Any, Any], tuple[Any, ...]]
 
     @classmethod
-    def learn(cls, value: bytes, schema: Schema, layout: Layout) -> FastPayload | None:
+    def learn(cls, value: bytes, schema: Schema, table: _Table, layout: Layout) -> FastPayload | None:
         if not value.startswith(_ENVELOPE_START) or layout.fast_extract is None:
             return None
-        env: dict[str, Any] = {"_MISSING": _MISSING}
         lines = []
-        for i, f in enumerate(schema.fields):
+        for f in schema.fields:
             check = _node_check(f.schema)
             if check is None:
                 return None
-            env[f"_k{i}"] = check
-            null = "pass" if f.schema.optional else "return False"
-            lines += [f"    v = node.get({f.name!r}, _MISSING)", "    if v is None:", f"      {null}",
-                      f"    elif v is _MISSING or not _k{i}(v):", "      return False"]
-        src = (f"def _make({', '.join(env)}):\n  def check(node):\n" + "\n".join(lines)
-               + "\n    return True\n  return check\n")
-        ns: dict[str, Any] = {}
+            # A missing optional field is null to to_connect too; a missing required one fails the check.
+            lines += [f"    v = node.get({f.name!r})",
+                      f"    if {'v is not None and ' if f.schema.optional else ''}not {check}:", "        return False"]
+        src = "def check(node):\n" + "\n".join(lines) + "\n    return True\n"
+        ns: dict[str, Any] = {"_Decimal": Decimal}
         exec(compile(src, "<airconnect jdbc sink check>", "exec"), ns)  # noqa: S102 - code built above from repr()s
         try:
             text = value.decode("utf-8")
@@ -838,16 +859,17 @@ class FastPayload:
             return None
         if not text.startswith(',"payload":', end):
             return None
-        return cls((text[:end] + ',"payload":').encode("utf-8"), ns["_make"](**env), layout, layout.fast_extract)
+        return cls((text[:end] + ',"payload":').encode("utf-8"), ns["check"], table, layout, layout.fast_extract)
 
     def payload(self, value: bytes) -> dict[str, Any] | None:
         """The payload, when ``value`` is this envelope and every field's node is a plain one."""
         if not value.startswith(self.prefix) or not value.endswith(b"}"):
             return None
         try:
-            node = _payload_decoder.decode(value[len(self.prefix):-1].decode("utf-8"))
+            text = value[len(self.prefix):-1].decode("utf-8")
+            node, end = _raw_decode(text)
         except ValueError:  # (UnicodeDecodeError too) the general path says what is wrong
             return None
-        if node.__class__ is not dict or not self.check(node):
+        if end != len(text) or node.__class__ is not dict or not self.check(node):
             return None
         return node
