@@ -101,15 +101,17 @@ class Schema:
     key_schema: Schema | None = None
     value_schema: Schema | None = None
     _by_name: dict[str, Field] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
             raise ValueError(f"unknown Connect schema type {self.type!r}")
         self._by_name.update({f.name: f for f in self.fields})
+        object.__setattr__(self, "_hash", hash((self.type, self.optional, self.name, self.version, self.fields,
+                                                self.key_schema, self.value_schema)))
 
     def __hash__(self) -> int:
-        return hash((self.type, self.optional, self.name, self.version, self.fields, self.key_schema,
-                     self.value_schema))
+        return self._hash
 
     def field(self, name: str) -> Field | None:
         """The field called ``name``, or ``None``."""
@@ -502,6 +504,8 @@ def json_string(text: str) -> str:
     """A JSON string as Jackson writes it: ``"``, ``\\`` and control characters escaped
     (``\\u001F``: upper-case hex), characters beyond U+FFFF as escaped surrogate pairs,
     everything else as UTF-8."""
+    if _NEEDS_ESCAPE.search(text) is None:
+        return '"' + text + '"'
     return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
 
 
@@ -566,12 +570,50 @@ def _no_constants(name: str) -> Any:
 _decoder = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
 
 
+def _text(data: bytes) -> str:
+    # Jackson detects UTF-16/32 as json does; what Connect writes (UTF-8 starting with '{') skips the check.
+    encoding = "utf-8" if data[:1] == b"{" and data[1:2] != b"\x00" else json.detect_encoding(data)
+    return data.decode(encoding)
+
+
 def _read_json(data: bytes) -> Any:
     try:
-        text = data.decode(json.detect_encoding(data))
-        return _decoder.decode(text)
+        return _decoder.decode(_text(data))
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"Converting byte[] to Kafka Connect data failed due to serialization error: {exc}") from None
+
+
+#: Like JsonConverter's caches: a schema parsed once per distinct envelope schema text, and
+#: written once per schema.
+_CACHE_SIZE: Final = 1000
+_SCHEMAS: dict[str, Schema | None] = {}
+_SCHEMA_HEADS: dict[tuple[Schema, str], str] = {}
+_ENVELOPE_HEAD: Final = '{"schema":'
+_PAYLOAD_KEY: Final = ',"payload":'
+
+
+def _envelope(data: bytes) -> tuple[Schema | None, Any] | None:
+    """An envelope exactly as Connect writes it (``{"schema":…,"payload":…}``, no spaces), parsed
+    with its schema from the cache; ``None`` for anything else (the general path decides)."""
+    if not data.startswith(b'{"schema":'):
+        return None
+    try:
+        text = data.decode("utf-8")
+        node, end = _decoder.raw_decode(text, len(_ENVELOPE_HEAD))
+        if not text.startswith(_PAYLOAD_KEY, end):
+            return None
+        payload, stop = _decoder.raw_decode(text, end + len(_PAYLOAD_KEY))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if stop != len(text) - 1 or text[stop] != "}":
+        return None
+    key = text[len(_ENVELOPE_HEAD):end]
+    schema = _SCHEMAS.get(key, _MISSING)
+    if schema is _MISSING:
+        schema = schema_from_json(node)
+        if len(_SCHEMAS) < _CACHE_SIZE:
+            _SCHEMAS[key] = schema
+    return schema, payload  # type: ignore[return-value]
 
 
 _MISSING: Final = object()
@@ -915,6 +957,10 @@ def to_connect(data: bytes | None, *, schemas_enable: bool = True, decimal_forma
     when they are not what the converter accepts."""
     if data is None:
         return None, None
+    if schemas_enable:
+        found = _envelope(data)
+        if found is not None:
+            return found[0], _to_connect(found[0], found[1], decimal_format, replace_null_with_default)
     node: Any = _read_json(data) if data.strip() else _MISSING
     if schemas_enable:
         if not isinstance(node, dict) or len(node) != 2 or "schema" not in node or "payload" not in node:
@@ -933,12 +979,18 @@ def from_connect(schema: Schema | None, value: Any, *, schemas_enable: bool = Tr
     """``JsonConverter.fromConnectData``: ``(schema, value)`` as the bytes Connect writes."""
     if schema is None and value is None:
         return None
-    payload = _to_json(schema, value, decimal_format, replace_null_with_default)
-    if schemas_enable:
-        node = {"schema": schema_to_json(schema, decimal_format) if schema is not None else None, "payload": payload}
-    else:
-        node = payload
-    return write_json(node).encode("utf-8")
+    payload = write_json(_to_json(schema, value, decimal_format, replace_null_with_default))
+    if not schemas_enable:
+        return payload.encode("utf-8")
+    if schema is None:
+        return ('{"schema":null,"payload":' + payload + "}").encode("utf-8")
+    key = (schema, decimal_format)
+    head = _SCHEMA_HEADS.get(key)
+    if head is None:
+        head = _ENVELOPE_HEAD + write_json(schema_to_json(schema, decimal_format)) + _PAYLOAD_KEY
+        if len(_SCHEMA_HEADS) < _CACHE_SIZE:
+            _SCHEMA_HEADS[key] = head
+    return (head + payload + "}").encode("utf-8")
 
 
 def string_from_connect(schema: Schema | None, value: Any) -> bytes | None:

@@ -215,42 +215,62 @@ def compile_java_regex(pattern: str) -> re.Pattern[str]:
 
 
 def java_replacement(replacement: str) -> Callable[[re.Match[str]], str]:
-    """``Matcher.replaceFirst``'s replacement syntax: ``$1``, ``${name}``, ``\\`` escapes."""
+    """``Matcher.replaceFirst``'s replacement syntax: ``$1``, ``${name}``, ``\\`` escapes (parsed once)."""
+    parts: list[str | int] = []  # literal text, or a group number / name (as a 1-tuple-free marker below)
+    names: dict[int, str] = {}
+    i, n = 0, len(replacement)
+    literal: list[str] = []
+    while i < n:
+        c = replacement[i]
+        if c == "\\":
+            i += 1
+            if i >= n:
+                raise DataError("character to be escaped is missing")
+            literal.append(replacement[i])
+            i += 1
+        elif c == "$":
+            i += 1
+            if i >= n:
+                raise DataError("Illegal group reference: group index is missing")
+            parts.append("".join(literal))
+            literal = []
+            if replacement[i] == "{":
+                end = replacement.find("}", i)
+                if end < 0:
+                    raise DataError("named capturing group is missing trailing '}'")
+                names[len(parts)] = replacement[i + 1:end]
+                parts.append(-1)
+                i = end + 1
+            else:
+                j = i
+                while j < n and replacement[j].isdigit():
+                    j += 1
+                if j == i:
+                    raise DataError("Illegal group reference")
+                parts.append(int(replacement[i:j]))  # digits beyond the group count are literal (below)
+                i = j
+        else:
+            literal.append(c)
+            i += 1
+    parts.append("".join(literal))
+
     def expand(m: re.Match[str]) -> str:
         out: list[str] = []
-        i, n = 0, len(replacement)
-        while i < n:
-            c = replacement[i]
-            if c == "\\":
-                i += 1
-                if i >= n:
-                    raise DataError("character to be escaped is missing")
-                out.append(replacement[i])
-                i += 1
-            elif c == "$":
-                i += 1
-                if i >= n:
-                    raise DataError("Illegal group reference: group index is missing")
-                if replacement[i] == "{":
-                    end = replacement.find("}", i)
-                    if end < 0:
-                        raise DataError("named capturing group is missing trailing '}'")
-                    out.append(m.group(replacement[i + 1:end]) or "")
-                    i = end + 1
-                else:
-                    if not replacement[i].isdigit():
-                        raise DataError("Illegal group reference")
-                    group = int(replacement[i])
-                    i += 1
-                    while i < n and replacement[i].isdigit() and group * 10 + int(replacement[i]) <= m.re.groups:
-                        group = group * 10 + int(replacement[i])
-                        i += 1
-                    if group > m.re.groups:
-                        raise DataError(f"No group {group}")
-                    out.append(m.group(group) or "")
+        for index, part in enumerate(parts):
+            if isinstance(part, str):
+                out.append(part)
+            elif part == -1:
+                out.append(m.group(names[index]) or "")
             else:
-                out.append(c)
-                i += 1
+                digits = str(part)
+                group = int(digits[0])
+                k = 1
+                while k < len(digits) and group * 10 + int(digits[k]) <= m.re.groups:
+                    group = group * 10 + int(digits[k])
+                    k += 1
+                if group > m.re.groups:
+                    raise DataError(f"No group {group}")
+                out.append((m.group(group) or "") + digits[k:])
         return "".join(out)
     return expand
 
