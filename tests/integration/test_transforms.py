@@ -242,3 +242,54 @@ def test_rest_validate_endpoint_lists_transform_errors_under_their_keys():
     assert set(errors) == {"transforms.route.regex", "predicates.p.type"}
     assert errors["transforms.route.regex"][0].startswith("expected a valid (Java) regular expression")
     assert r.json()["error_count"] == 2
+
+
+def test_file_source_filter_drops_everything_and_still_moves_the_offset(tmp_path, kafka, unique):
+    inventory = tmp_path / "latest.txt"
+    inventory.write_text(LINES, encoding="utf-8")
+    topic = f"zaiko-{unique}"
+    name = f"drop-{unique}"
+    store = MemoryStore()
+    definition = file_source(name, inventory, topic, transforms="drop", **{"transforms.drop.type": P + "Filter"})
+    run(definition, store, kafka)
+    assert read_messages(kafka, topic) == []
+    offset = Offsets(store, name).get({"filename": str(inventory)})
+    assert offset is not None and offset["position"] == len(LINES.encode())
+
+
+def test_jdbc_source_records_get_their_key_and_topic_from_transforms(kafka, unique):
+    """The runtime applies a JDBC source's transforms too: ValueToKey + ExtractField$Key make the
+    row's id the record key (Connect's usual recipe), RegexRouter renames the topic."""
+    from airconnect.core.data import from_connect, to_connect
+    from helpers import generator
+
+    connect = generator().connect_pg
+    table = f"zaiko_{unique}"
+    conn = connect()
+    try:
+        cur = conn.cursor()
+        cur.execute(f"CREATE TABLE {table} (id BIGSERIAL PRIMARY KEY, item VARCHAR(32) NOT NULL, stock INTEGER NOT NULL)")
+        cur.execute(f"INSERT INTO {table} (item, stock) VALUES ('ITEM001', 929), ('商品002', 480)")
+        conn.commit()
+        definition = {"name": f"jdbc-{unique}", "config": {
+            "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector", "db.conn.id": "postgres_ec",
+            "mode": "incrementing", "incrementing.column.name": "id", "table.whitelist": table,
+            "topic.prefix": f"pg-{unique}.", "transforms": "key,id,route",
+            "transforms.key.type": P + "ValueToKey", "transforms.key.fields": "id",
+            "transforms.id.type": P + "ExtractField$Key", "transforms.id.field": "id",
+            "transforms.route.type": P + "RegexRouter", "transforms.route.regex": r"pg-[0-9a-f]+\.(.*)",
+            "transforms.route.replacement": "inventory.$1"}}
+        run(definition, MemoryStore(), kafka, connect=connect)
+        got = read_messages(kafka, f"inventory.{table}")
+        assert len(got) == 2 and read_messages(kafka, f"pg-{unique}.{table}") == []
+        for key, value, _ in got:
+            schema, row = to_connect(value)
+            assert schema is not None and row.get("item") in ("ITEM001", "商品002")
+            id_field = schema.field("id")
+            assert id_field is not None
+            assert key == from_connect(id_field.schema, row.get("id"))  # e.g. {"schema":{"type":"int64",...},"payload":1}
+    finally:
+        cur = conn.cursor()
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.commit()
+        conn.close()
