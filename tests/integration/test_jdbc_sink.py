@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from airconnect.core.data import (
     BYTES_SCHEMA,
@@ -352,3 +354,78 @@ def test_validation_names_the_connector_the_key_and_what_was_expected(extra, key
         validate({"name": "bad-sink", "config": {"connector.class": SINK, "topics": "t", "db.conn.id": "pg", **extra}})
     assert err.value.key == key and err.value.connector == "bad-sink" and says in str(err.value)
 
+
+
+# ---------------------------------------------------------------------------- the fast path
+
+FAST_SCHEMA = ('{"type":"struct","fields":[{"type":"int32","optional":false,"field":"n"},'
+               '{"type":"string","optional":true,"field":"s"},{"type":"boolean","optional":true,"field":"b"},'
+               '{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,'
+               '"parameters":{"scale":"2"},"field":"d"},{"type":"double","optional":true,"field":"f"},'
+               '{"type":"string","optional":true,"name":"io.airconnect.Timestamp","version":1,"field":"t"}],'
+               '"optional":false,"name":"fast"}')
+odd_nodes = (st.none() | st.booleans() | st.integers(min_value=-2**40, max_value=2**40) | st.text(max_size=4)
+             | st.just([]) | st.just({}) | st.just(Decimal("1.5")))
+
+
+def mostly(right: st.SearchStrategy) -> st.SearchStrategy:
+    """The field's own type nine times in ten, anything else the tenth."""
+    return st.tuples(st.integers(0, 9), right, odd_nodes).map(lambda t: t[1] if t[0] else t[2])
+
+
+payloads = st.fixed_dictionaries({"n": mostly(st.integers(min_value=-2**31 - 2, max_value=2**31 + 1))}, optional={
+    "s": mostly(st.text(max_size=8)),
+    "b": mostly(st.booleans()),
+    "d": mostly(st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-10**6, max_value=10**6)
+                | st.integers(min_value=-10**6, max_value=10**6)),
+    "f": mostly(st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-10**6, max_value=10**6)),
+    "t": mostly(st.sampled_from(["2018-10-01T01:01:01.123456Z", "2018-10-01T10:01:01+09:00", "2018-10-01T01:01:01Z",
+                                 "2018-13-01T00:00:00Z", "not a time"])),
+    "extra": odd_nodes,
+})
+
+
+class _Msg:
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(payloads,
+       st.sampled_from(["none", "kafka", "record_value"]))
+def test_the_fast_path_writes_the_rows_to_connect_gives(payload, pk_mode):
+    """A record the fast path takes gives the row the general path (core.data.to_connect) gives."""
+    from airconnect.connectors.jdbc_sink.sink import FastPayload, JdbcSink, RecordError, Table
+    from airconnect.core.data import to_connect
+    from airconnect.core.jsonexact import dumps
+
+    config = validate({"name": "fast", "config": {"connector.class": SINK, "topics": "t", "db.conn.id": "x",
+                                                  "pk.mode": pk_mode, "pk.fields": "n" if pk_mode == "record_value" else ""}})
+    sink = JdbcSink(config, MemoryStore(), {}, connect=object)
+    table = Table(sink, "t")
+    first = f'{{"schema":{FAST_SCHEMA},"payload":{{"n":1}}}}'.encode()
+    schema, _ = to_connect(first)
+    layout = sink._value_layout(table, schema, None)
+    fast = FastPayload.learn(first, schema, table, layout)
+    assert fast is not None
+    value = f'{{"schema":{FAST_SCHEMA},"payload":{dumps(payload)}}}'.encode()
+    node = fast.payload(value)
+    if node is None:
+        return  # the general path takes it
+    try:
+        general = layout.extract(_Msg(), None, to_connect(value)[1])
+    except (DataError, RecordError):
+        general = None
+    try:
+        quick = fast.extract(_Msg(), None, node)
+    except (ValueError, TypeError, ArithmeticError):
+        quick = None  # the sink then takes the general path, which says what is wrong
+    if quick is not None:
+        assert quick == general
+    event("written by the fast path" if quick is not None else "left to the general path")

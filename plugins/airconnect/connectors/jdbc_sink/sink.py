@@ -155,7 +155,7 @@ class JdbcSink:
         self.key_schemas: bool = config["key.converter.schemas.enable"]
         self.group = sink_group_id(config.name)
         self.result = JdbcSinkResult(self.name)
-        self._tables: dict[str, _Table] = {}
+        self._tables: dict[str, Table] = {}
         self._fast: dict[str, FastPayload] = {}  # topic -> the envelope its last record had
         self._stopped: dict[TopicPartition, tuple[int, str]] = {}  # partition -> (offset, why) of the record that stops the run
         self._db_offsets: dict[TopicPartition, int] = {}
@@ -317,11 +317,11 @@ class JdbcSink:
             key = f", key '{exc.key}'" if exc.key else ""
             self._stopped[tp] = (msg.offset(), f"connector '{self.name}'{key}: {where}: {exc}")
 
-    def _table(self, topic: str) -> _Table:
+    def _table(self, topic: str) -> Table:
         table = self._tables.get(topic)
         if table is None:
             name = table_name(self.config["table.name.format"], topic)
-            table = next((t for t in self._tables.values() if t.name == name), None) or _Table(self, name)
+            table = next((t for t in self._tables.values() if t.name == name), None) or Table(self, name)
             self._tables[topic] = table
         return table
 
@@ -330,7 +330,7 @@ class JdbcSink:
 
     # ------------------------------------------------------------------ layouts
 
-    def _key_layout(self, table: _Table, key_schema: Any) -> Layout:
+    def _key_layout(self, table: Table, key_schema: Any) -> Layout:
         cache_key = ("delete", key_schema)
         layout = table.layouts.get(cache_key)
         if layout is None:
@@ -378,7 +378,7 @@ class JdbcSink:
                 getters.append(self._converter(columns[-1], _field_getter(n)))
         return columns, getters
 
-    def _value_layout(self, table: _Table, schema: Any, key_schema: Any) -> Layout:
+    def _value_layout(self, table: Table, schema: Any, key_schema: Any) -> Layout:
         columns, getters = self._key_columns(key_schema, schema, table.name)
         keys = {c.name for c in columns}
         for f in schema.fields:
@@ -405,7 +405,7 @@ class JdbcSink:
         if start:
             out += ["m.topic()", "m.partition()", "m.offset()"]
         for i, c in enumerate(columns[start:], start):
-            lines.append(f"    x{i} = v[{c.name!r}]")
+            lines.append(f"    x{i} = v.get({c.name!r})")
             convert = self._fast_timestamp() if c.kind == "timestamp" else _CONVERTERS.get(c.kind)
             if convert is None:
                 out.append(f"x{i}")
@@ -486,7 +486,7 @@ class JdbcSink:
 
     # ------------------------------------------------------------------ writing
 
-    def _execute(self, table: _Table, layout: Layout, op: str, rows: list[tuple[Any, ...]]) -> None:
+    def _execute(self, table: Table, layout: Layout, op: str, rows: list[tuple[Any, ...]]) -> None:
         cur, sql = self.cur, self.sql
         if op == "delete":
             self._many(sql.delete(table.name, layout.columns), rows)
@@ -513,7 +513,7 @@ class JdbcSink:
                         layout.statements[(op, len(chunk))] = statement
                 cur.execute(statement, [v for r in chunk for v in r])
 
-    def _copy(self, table: _Table, layout: Layout, rows: list[tuple[Any, ...]]) -> None:
+    def _copy(self, table: Table, layout: Layout, rows: list[tuple[Any, ...]]) -> None:
         """Plain inserts into PostgreSQL: ``COPY ... FROM STDIN`` in its text format, one line a row
         (the fastest way in; a row the table refuses fails the COPY, and the row-by-row retry finds it)."""
         if layout.copy_line is None:
@@ -536,7 +536,7 @@ class JdbcSink:
         else:
             self.cur.executemany(statement, rows)
 
-    def write(self, table: _Table, layout: Layout, op: str, rows: list[tuple[Any, ...]], msgs: list[Message]) -> None:
+    def write(self, table: Table, layout: Layout, op: str, rows: list[tuple[Any, ...]], msgs: list[Message]) -> None:
         """Write a batch under a savepoint; if a record is at fault, again row by row to find it."""
         cur = self.cur
         try:
@@ -551,7 +551,7 @@ class JdbcSink:
             return
         self._count(op, len(rows))
 
-    def _row_by_row(self, table: _Table, layout: Layout, op: str, rows: list[tuple[Any, ...]], msgs: list[Message]) -> None:
+    def _row_by_row(self, table: Table, layout: Layout, op: str, rows: list[tuple[Any, ...]], msgs: list[Message]) -> None:
         cur = self.cur
         for row, msg in zip(rows, msgs):
             tp = (msg.topic(), msg.partition())
@@ -621,7 +621,7 @@ class JdbcSink:
                             f"{first[0]}.")
 
 
-class _Table:
+class Table:
     """One target table: its columns as the database has them, its layouts, its open batch."""
 
     def __init__(self, sink: JdbcSink, name: str):
@@ -833,12 +833,12 @@ class FastPayload:
 
     prefix: bytes
     check: Callable[[dict[str, Any]], bool]
-    table: _Table
+    table: Table
     layout: Layout
     extract: Callable[[Message, Any, Any], tuple[Any, ...]]
 
     @classmethod
-    def learn(cls, value: bytes, schema: Schema, table: _Table, layout: Layout) -> FastPayload | None:
+    def learn(cls, value: bytes, schema: Schema, table: Table, layout: Layout) -> FastPayload | None:
         if not value.startswith(_ENVELOPE_START) or layout.fast_extract is None:
             return None
         lines = []
