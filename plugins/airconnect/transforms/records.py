@@ -3,7 +3,10 @@ Filter, HeaderFrom, InsertHeader, DropHeaders; TopicNameMatches, HasHeaderKey, R
 
 from __future__ import annotations
 
+import math
 import re
+import struct as _struct
+from decimal import Decimal
 from typing import Any, Final
 
 from airconnect.core.config import REQUIRED, Key
@@ -13,6 +16,7 @@ from airconnect.core.data import (
     Header,
     Struct,
     copy_capacity,
+    java_double,
     java_map,
     struct_schema,
 )
@@ -103,7 +107,33 @@ class DropHeaders(Transform):
         return record.new_record(headers=[h for h in record.headers if h.key not in self.names])
 
 
-_INT8_TEXT: Final = re.compile(r"-?\d+")
+_NUMBER: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def literal_text(literal: str) -> str | None:
+    """The header bytes' text Connect writes for ``value.literal``: it parses the literal
+    (``Values.parseString``) and the StringConverter writes it back, so ``1.50`` becomes ``1.5``,
+    ``1e5`` ``100000`` and ``null`` no value at all; other text stays as it is."""
+    if literal == "null":
+        return None
+    if literal in ("true", "false"):
+        return literal
+    if not _NUMBER.fullmatch(literal):
+        return literal
+    number = Decimal(literal)
+    magnitude = abs(number)
+    if not (magnitude > 10 ** 19 or 0 < magnitude < 1) and number == number.to_integral_value():
+        whole = int(number)
+        if -(1 << 63) <= whole < (1 << 63):
+            return str(whole)
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent != 0:
+        single = _struct.unpack("<f", _struct.pack("<f", float(number)))[0] if abs(number) < Decimal("3.5e38") else math.inf
+        if math.isfinite(single):
+            return java_double(single, single=True)
+        if math.isfinite(float(number)):
+            return java_double(float(number))
+    return str(number)
 
 
 class InsertHeader(Transform):
@@ -117,11 +147,9 @@ class InsertHeader(Transform):
 
     def configure(self, options: dict[str, Any]) -> None:
         self.header = options["header"]
-        self.literal = options["value.literal"]
+        self.literal = literal_text(options["value.literal"])
 
     def apply(self, record: ConnectRecord) -> ConnectRecord:
-        # Connect parses the literal (Values.parseString) and the header converter writes it back as
-        # text: for text, numbers and booleans that is the literal itself.
         return record.new_record(headers=[*record.headers, Header(self.header, OPTIONAL_STRING_SCHEMA, self.literal)])
 
 
