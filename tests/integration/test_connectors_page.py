@@ -9,12 +9,14 @@ resumed DAG starts no run, so the connectors' state is the DAG's paused flag.
 The connectors are the scenario's file source and sink, renamed and on a unique topic, both run
 by ``inventory_sync``. Their topic holds three records, the source's offset and the sink's
 offset are set through the REST API (KIP-875 PATCH), so the page has offsets and a lag to show.
+A third connector, a file sink of the same topic, is created at runtime (``POST /connectors``)
+and runs in a DAG of its own, ``connector_<name>``.
 
 Per-DAG permissions need an auth manager that has them; SimpleAuthManager (Airflow's default
 here) has roles only, so this Airflow runs ``tests/dag_grants_auth_manager.py``: the same users
 and roles, plus per-DAG grants. Three users, each with Airflow's USER role (which may change any
 DAG under SimpleAuthManager): ``admin`` (no grants file entry: every DAG), ``reader`` (may read
-the connectors' DAG only) and ``outsider`` (may read and change another DAG only).
+``inventory_sync`` only) and ``outsider`` (may read and change the third connector's DAG only).
 
 Screenshots go to the test's temporary folder and to ``.stack/ui-screenshots/``.
 """
@@ -43,7 +45,6 @@ ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 CHROMIUM = "/usr/bin/chromium"
 DAG_ID = "inventory_sync"
-OTHER_DAG_ID = "monthly_forecast_export"
 SERVICES = ("api-server", "dag-processor")
 SCREENSHOTS = ROOT / ".stack" / "ui-screenshots"
 USERS = {"admin": "admin", "reader": "user", "outsider": "user"}  # name -> SimpleAuthManager role
@@ -146,7 +147,11 @@ class Airflow:
 @pytest.fixture(scope="module")
 def names() -> dict[str, str]:
     u = uuid.uuid4().hex[:10]
-    return {"source": f"load-page-{u}", "sink": f"sink-page-{u}", "topic": f"zaiko-page-{u}"}
+    return {"source": f"load-page-{u}", "sink": f"sink-page-{u}", "topic": f"zaiko-page-{u}", "own": f"sink-own-{u}"}
+
+
+def own_dag(names: dict[str, str]) -> str:
+    return f"connector_{names['own']}"  # a connector created at runtime has a DAG of its own
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +163,7 @@ def airflow(tmp_path_factory, names, kafka):
         folder.mkdir(parents=True)
     (home / "passwords.json").write_text(json.dumps({user: user for user in USERS}))
     grants = home / "dag-grants.json"
-    grants.write_text(json.dumps({"reader": {DAG_ID: "read"}, "outsider": {OTHER_DAG_ID: "edit"}}))
+    grants.write_text(json.dumps({"reader": {DAG_ID: "read"}, "outsider": {own_dag(names): "edit"}}))
     source = json.loads((ROOT / "include" / "connectors" / "load-zaiko-data.json").read_text())
     sink = json.loads((ROOT / "include" / "connectors" / "sink-zaiko-data.json").read_text())
     source["name"], source["config"]["topic"] = names["source"], names["topic"]
@@ -227,6 +232,15 @@ def airflow(tmp_path_factory, names, kafka):
         # The source paused, the sink left STOPPED (both run in inventory_sync, which is paused).
         r = af.api("PUT", f"/airconnect/connectors/{names['source']}/pause")
         assert r.status_code == 202, f"PUT pause {names['source']}: {r.status_code} {r.text}"
+        # A third connector, created at runtime (POST /connectors): a sink of the same topic in a DAG
+        # of its own, the one the outsider may read and change.
+        r = af.api("POST", "/airconnect/connectors", json={"name": names["own"], "initial_state": "PAUSED", "config": {
+            "connector.class": "FileStreamSink", "file": "ec/own.txt", "topics": names["topic"]}})
+        assert r.status_code == 201, f"POST /connectors: {r.status_code} {r.text}"
+        deadline = time.monotonic() + 90
+        while (state := af.api("GET", f"/airconnect/connectors/{names['own']}/status").json()["connector"]["state"]) != "PAUSED":
+            assert time.monotonic() < deadline, f"{own_dag(names)} was not parsed in 90 s ({state})\n{af.tails()}"
+            time.sleep(1)
         yield af
     except BaseException:
         print(af.tails())
@@ -237,8 +251,9 @@ def airflow(tmp_path_factory, names, kafka):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=20_000)  # a shared 2-core machine: the UI may take a while to render
     with sync_playwright() as pw:
         # As root in a container Chromium's sandbox cannot start; /dev/shm may be tiny.
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -349,7 +364,7 @@ def test_a_dags_page_has_a_connectors_tab_with_its_connectors(airflow, browser, 
         page.context.close()
 
 
-def test_permissions_a_reader_cannot_pause_and_an_outsider_sees_nothing(airflow, browser, names, tmp_path):
+def test_permissions_a_reader_cannot_pause_and_an_outsider_sees_only_their_dags_connector(airflow, browser, names, tmp_path):
     from playwright.sync_api import expect
 
     connectors = (names["source"], names["sink"])
@@ -384,11 +399,16 @@ def test_permissions_a_reader_cannot_pause_and_an_outsider_sees_nothing(airflow,
             page.context.close()
         assert not airflow.dag_paused()
 
-        # The outsider may not read the DAG: its connectors are not listed and do not exist for them.
-        assert airflow.api("GET", "/airconnect/connectors", "outsider").json() == []
-        assert airflow.api("GET", "/airconnect/connectors?expand=status&expand=info", "outsider").json() == {}
+        # The reader may not read the outsider's connector's DAG: it does not exist for them.
+        r = airflow.api("GET", f"/airconnect/connectors/{names['own']}/status", "reader")
+        assert r.status_code == 404 and r.json()["message"] == f"Connector {names['own']} not found", r.text
+
+        # The outsider may not read inventory_sync: its connectors are not listed and do not exist for
+        # them; the outsider sees and may change the one connector of the DAG granted to them.
+        assert airflow.api("GET", "/airconnect/connectors", "outsider").json() == [names["own"]]
+        assert list(airflow.api("GET", "/airconnect/connectors?expand=status&expand=info", "outsider").json()) == [names["own"]]
         for method, path in (("GET", ""), ("GET", "/status"), ("GET", "/config"), ("GET", "/offsets"), ("GET", "/topics"),
-                             ("PUT", "/pause"), ("POST", "/restart"), ("DELETE", "/offsets")):
+                             ("PUT", "/pause"), ("PUT", "/stop"), ("POST", "/restart"), ("DELETE", "/offsets"), ("DELETE", "")):
             for name in connectors:
                 r = airflow.api(method, f"/airconnect/connectors/{name}{path}", "outsider")
                 assert r.status_code == 404 and r.json() == {"error_code": 404, "message": f"Connector {name} not found"}, \
@@ -396,11 +416,17 @@ def test_permissions_a_reader_cannot_pause_and_an_outsider_sees_nothing(airflow,
         page = sign_in(browser, airflow, "outsider", "/plugin/connectors")
         try:
             frame = page.frame_locator("iframe[title='Connectors']")
-            expect(frame.locator("#empty")).to_contain_text("No connector that you may see")
-            expect(frame.locator("tr[data-connector]")).to_have_count(0)
+            own = row_of(frame, names["own"])
+            expect(own.locator(".state[data-state='PAUSED']")).to_have_count(2)
+            expect(frame.locator("tr[data-connector]")).to_have_count(1)
+            expect(own.locator("[data-lag]")).to_have_attribute("data-lag", "3")  # the topic's 3 records, none consumed
+            own.get_by_role("button", name=f"Resume {names['own']}").click()
+            expect(own.locator(".state[data-state='RUNNING']")).to_have_count(2)
             shot(page, tmp_path, "connectors-page-outsider.png")
         finally:
             page.context.close()
+        assert airflow.api("GET", f"/api/v2/dags/{own_dag(names)}").json()["is_paused"] is False
         assert not airflow.dag_paused()
+        assert sorted(airflow.api("GET", "/airconnect/connectors").json()) == sorted([*connectors, names["own"]])  # admin: all
     finally:
         airflow.api("PUT", f"/airconnect/connectors/{names['source']}/pause")
