@@ -45,7 +45,7 @@ import struct as _struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from airconnect.core.errors import DataError
 
@@ -1010,9 +1010,8 @@ def string_to_connect(data: bytes | None) -> tuple[Schema, Any]:
 
 # ---------------------------------------------------------------- records
 
-@dataclass(frozen=True)
-class Header:
-    """One record header: its key, its schema (``None``: schemaless) and its value."""
+class Header(NamedTuple):
+    """One record header: ``(key, schema, value)``; the schema ``None`` when schemaless."""
 
     key: str
     schema: Schema | None
