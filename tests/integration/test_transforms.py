@@ -165,6 +165,17 @@ def test_sink_transform_error_keeps_the_offset_at_the_failed_record(tmp_path, ka
         run(sink, store, kafka)
     assert out.read_bytes() == b"ITEM001\n"
 
+    tolerant_out = tmp_path / "tolerant.txt"
+    tolerant = file_sink(f"tolerant-{unique}", tolerant_out, topic, transforms="csv,back", **CSV, **{
+        "transforms.back.type": P + "ExtractField$Value", "transforms.back.field": "item_id",
+        "errors.tolerance": "all", "errors.deadletterqueue.topic.name": f"{topic}-dlq"})
+    run(tolerant, store, kafka)
+    assert tolerant_out.read_bytes() == b"ITEM001\nITEM002\n"
+    dead = read_messages(kafka, f"{topic}-dlq")
+    assert [d[1] for d in dead] == [b'{"schema":{"type":"string","optional":false},"payload":"garbage"}']
+    assert dict(dead[0][2])["__connect.errors.stage"] == b"TRANSFORMATION"
+    assert Offsets(store, f"tolerant-{unique}").get({"kafka_topic": topic, "kafka_partition": 0}) == {"kafka_offset": 3}
+
 
 @pytest.mark.parametrize(("extra", "key", "expected"), [
     ({"transforms": "route", "transforms.route.type": P + "RegexRoutr"}, "transforms.route.type",
