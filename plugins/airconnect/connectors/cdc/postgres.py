@@ -68,7 +68,7 @@ SOURCE_FIELDS: Final = (
 )
 SOURCE_SCHEMA: Final = source_schema("io.debezium.connector.postgresql.Source", SOURCE_FIELDS)
 WAL2JSON_OPTIONS: Final = ("'format-version','2','include-timestamp','1','include-pk','1',"
-                           "'include-transaction','1','include-types','1'")
+                           "'include-transaction','1','include-types','1','include-lsn','1'")
 _NUMERIC = re.compile(r"^numeric\((\d+),(\d+)\)$")
 _PRECISION = re.compile(r"^(?:timestamp|time)\((\d)\)")
 
@@ -136,8 +136,9 @@ class CdcResult:
     connector: str
     records: int = 0
     snapshot_records: int = 0
-    transactions: int = 0
-    skipped_transactions: int = 0
+    transactions: int = 0  # with changes of the included tables
+    skipped_transactions: int = 0  # delivered already (a run that died before advancing the slot)
+    other_transactions: int = 0  # no change of an included table
     batches: int = 0
     topics: list[str] = field(default_factory=list)
     offset: dict[str, Any] | None = None
@@ -476,7 +477,10 @@ class PostgresCdcSource:
                     result.skipped_transactions += 1
                 else:
                     self._send(delivery, pending)
-                    result.transactions += 1
+                    if pending:
+                        result.transactions += 1
+                    else:
+                        result.other_transactions += 1
                     last = {"lsn": commit_end, "txId": int(xid_s), "ts_usec": tx_ts_us}
                     last_commit = lsn_int(doc["lsn"])
                 pending = []
