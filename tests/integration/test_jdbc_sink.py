@@ -429,3 +429,22 @@ def test_the_fast_path_writes_the_rows_to_connect_gives(payload, pk_mode):
     if quick is not None:
         assert quick == general
     event("written by the fast path" if quick is not None else "left to the general path")
+
+
+def test_inventory_lines_parsed_by_a_transform_are_upserted(db, unique):
+    """Flow 3's inventory view: zaiko-data's text lines, ParseCsv$Value into a struct, upserted by item and shop."""
+    from airconnect.core.converters import StringValueWriter
+
+    topic = make_topic(db.kafka, db.table(f"sink-zaiko-{unique}"))
+    line = StringValueWriter()
+    produce(db.kafka, topic, [(None, line("ITEM001,SHOP001,929,2018-10-01 01:01:01")),
+                              (None, line("ITEM002,SHOP001,5,2018-10-01 01:02:00")),
+                              (None, line("ITEM001,SHOP001,928,2018-10-01 02:00:00"))])
+    out = db.run(f"sink-test-{unique}", topic, insert_mode="upsert", pk_mode="record_value", pk_fields="item,shop",
+                 auto_create="true", **{"transforms": "csv", "transforms.csv.type": "airconnect.transforms.ParseCsv$Value",
+                                        "transforms.csv.fields": "item,shop,stock,changed_at",
+                                        "transforms.csv.types": "string,string,int32,timestamp"})
+    assert out["written"] == 3
+    assert [(r[0], r[1], r[2], naive_utc(r[3])) for r in db.rows(topic, "1, 2")] == [
+        ("ITEM001", "SHOP001", 928, dt.datetime(2018, 10, 1, 2, 0)),
+        ("ITEM002", "SHOP001", 5, dt.datetime(2018, 10, 1, 1, 2))]

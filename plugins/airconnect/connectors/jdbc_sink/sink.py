@@ -183,7 +183,7 @@ class JdbcSink:
             self._start_session()
             self.dead = SinkDeadLetters(self.config, self.kafka, topics) if tolerates(self.config) and topics else None
             with SinkDelivery(self.name, self.store, self.kafka, topics, group=self.group,
-                              dead_letters=self.dead, progress=progress) as delivery:
+                              dead_letters=self.dead, progress=progress, config=self.config) as delivery:
                 self.delivery = delivery
                 self._run(topics, progress)
         finally:
@@ -262,7 +262,9 @@ class JdbcSink:
 
     def _handle(self, msg: Message) -> None:
         value = msg.value()
-        fast = self._fast.get(msg.topic()) if value is not None else None
+        record = getattr(msg, "record", None)  # after transforms: the record's topic is the routed one
+        topic = msg.topic() if record is None else record.topic
+        fast = self._fast.get(topic) if value is not None else None
         if fast is not None:  # (only without pk.mode record_key: see _value_layout)
             payload = fast.payload(value)
             if payload is not None:
@@ -273,7 +275,7 @@ class JdbcSink:
                 else:
                     fast.table.add(fast.layout, "write", row, msg)
                     return
-        table = self._table(msg.topic())
+        table = self._table(topic)
         key_schema = key = None
         if self.pk_mode == "record_key":
             key_schema, key = self._decode_key(msg)
@@ -296,13 +298,13 @@ class JdbcSink:
                               "(JsonConverter with schemas.enable=true): each field is a column", key="value.converter")
         layout = table.layout(schema, key_schema)
         table.add(layout, "write", layout.extract(msg, key, struct), msg)
-        known = self._fast.get(msg.topic())
+        known = self._fast.get(topic)
         if self.pk_mode != "record_key" and (known is None or not value.startswith(known.prefix)):
             # (a record_key layout depends on each record's key schema too; a record of the known
             # envelope that took this path has a node the fast path leaves to to_connect)
             learned = FastPayload.learn(value, schema, table, layout)
             if learned is not None:
-                self._fast[msg.topic()] = learned
+                self._fast[topic] = learned
 
     def _bad(self, msg: Message, exc: RecordError) -> None:
         """A record that cannot be written: to the dead-letter topic, or the run stops at it."""
