@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from airconnect.connectors.jdbc.dialect import DIALECTS
-from airconnect.connectors.jdbc.rows import describe_columns, value_writer, value_writer_reference
+from airconnect.connectors.jdbc.rows import describe_columns, value_writer, value_writer_reference, values_writer
 from airconnect.core.errors import DataError
 
 UTC = dt.timezone.utc
@@ -51,6 +51,24 @@ def test_compiled_writer_equals_the_plain_loop(zone, envelope):
     for row in ROWS:
         assert fast(row) == plain(row)
         json.loads(fast(row))  # valid JSON, whatever the values
+
+
+@pytest.mark.parametrize("zone", [UTC, TOKYO], ids=["utc", "tokyo"])
+@pytest.mark.parametrize("envelope", [True, False], ids=["schemas", "schemaless"])
+def test_the_chunk_writer_equals_the_row_writer(zone, envelope):
+    """values_writer writes a fetched chunk at once: the same bytes as value_writer row by row,
+    for the value and for a key read at indexes (the fast path's equality with the database's
+    text is held by tests/integration/test_jdbc_fast_path.py)."""
+    columns = pg_columns(zone)
+    assert values_writer(columns, "public.sales", envelope)(ROWS) == [value_writer(columns, "public.sales", envelope)(r)
+                                                                      for r in ROWS]
+    key_cols, idx = [columns[0], columns[9], columns[4]], [0, 9, 4]
+    assert values_writer(key_cols, "c.Key", envelope, idx)(ROWS) == [value_writer(key_cols, "c.Key", envelope, idx)(r)
+                                                                     for r in ROWS]
+    row = list(ROWS[0])
+    row[4] = Decimal("NaN")
+    with pytest.raises(DataError, match="DECIMAL value NaN"):
+        values_writer(columns, "t", envelope)([ROWS[0], row])
 
 
 def test_the_written_record():

@@ -290,10 +290,15 @@ def _ts_text(s: str, n: int) -> str | None:
     return None
 
 
+# The casters run once per value: the commonest form is checked inline (a call costs as much as
+# the checks), the rest by the helpers above; each check is a condition of _decimal_text/_ts_text.
+
 def _pg_decimal(fallback: Any) -> Callable[..., Any]:
     def cast(s: str | None, cur: Any) -> Any:
-        if s is not None and _decimal_text(s):
-            return s
+        if s is not None and s and s[-1] in _DIGITS:
+            dot = s.find(".")
+            if dot < 0 or len(s) - dot <= 7:
+                return s
         return fallback(s, cur)
     return cast
 
@@ -301,28 +306,36 @@ def _pg_decimal(fallback: Any) -> Callable[..., Any]:
 def _pg_timestamptz(fallback: Any) -> Callable[..., Any]:
     def cast(s: str | None, cur: Any) -> Any:
         # In the session's UTC (prepare_session): "2018-10-31 23:30:00.123456+00".
-        if s is not None and s[-3:] == "+00" and len(s) >= 22:
-            text = _ts_text(s, len(s) - 3)
-            if text is not None:
-                return text
+        if s is not None:
+            if len(s) == 29 and s[26:] == "+00" and s[19] == "." and s[4] == "-" and s[10] == " " and "0" < s[0] <= "9":
+                return '"' + s[:10] + "T" + s[11:26] + 'Z"'
+            if s[-3:] == "+00" and len(s) >= 22:
+                text = _ts_text(s, len(s) - 3)
+                if text is not None:
+                    return text
         return fallback(s, cur)
     return cast
 
 
 def _pg_timestamp(fallback: Any) -> Callable[..., Any]:
     def cast(s: str | None, cur: Any) -> Any:
-        if s is not None and len(s) >= 19:
-            text = _ts_text(s, len(s))
-            if text is not None:
-                return text
+        if s is not None:
+            if len(s) == 26 and s[19] == "." and s[4] == "-" and s[10] == " " and "0" < s[0] <= "9":
+                return '"' + s[:10] + "T" + s[11:] + 'Z"'
+            if len(s) >= 19:
+                text = _ts_text(s, len(s))
+                if text is not None:
+                    return text
         return fallback(s, cur)
     return cast
 
 
 def _my_decimal(fallback: Any) -> Callable[[Any], Any]:
     def cast(s: Any) -> Any:
-        if s.__class__ is str and _decimal_text(s):
-            return s
+        if s.__class__ is str and s and s[-1] in _DIGITS:
+            dot = s.find(".")
+            if dot < 0 or len(s) - dot <= 7:
+                return s
         return fallback(s)
     return cast
 
@@ -330,6 +343,8 @@ def _my_decimal(fallback: Any) -> Callable[[Any], Any]:
 def _my_datetime(fallback: Any) -> Callable[[Any], Any]:
     def cast(s: Any) -> Any:
         if s.__class__ is str and len(s) >= 19 and "01" <= s[8:10] <= _LAST_DAY.get(s[5:7], ""):
+            if len(s) == 26 and s[19] == "." and s[4] == "-" and s[10] == " " and "0" < s[0] <= "9":
+                return '"' + s[:10] + "T" + s[11:] + 'Z"'
             text = _ts_text(s, len(s))
             if text is not None:
                 return text

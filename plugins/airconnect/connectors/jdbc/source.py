@@ -59,6 +59,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
+import threading
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -69,7 +71,7 @@ from airconnect.connectors.jdbc.dialect import Dialect, _db_error, _detail, _mis
 from airconnect.connectors.jdbc.offset import UTC, from_micros, micros_of, ts_micros_from_offset, ts_offset
 from airconnect.connectors.jdbc.rows import Column, Fragments, describe_columns, fragments_for, values_writer
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE, topic_name
-from airconnect.core.config import ConnectorConfig
+from airconnect.core.config import ConnectorConfig, new_topic_settings
 from airconnect.core.delivery import SourceDelivery
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
 from airconnect.core.jsonexact import iso_utc
@@ -79,6 +81,57 @@ from airconnect.core.progress import Progress
 log = logging.getLogger(__name__)
 
 FETCH_ROWS: Final = 10000  # rows a fetch from the server-side cursor brings at most
+
+
+class _Chunks:
+    """The cursor's rows, ``size`` at a time, the next chunk fetched on a thread of its own while
+    the caller writes and sends this one: the database computes and sends the next rows (and the
+    driver waits for them without the GIL) while the records of these are made and produced, so
+    the run takes about the longer of the two rather than their sum. At most one chunk waits:
+    memory stays a chunk or two, whatever the table's size. A fetch's error is raised by
+    :meth:`next`, where the fetch would have raised it."""
+
+    def __init__(self, cur: Any, size: int):
+        self._cur, self._size = cur, size
+        self._ready: queue.Queue[tuple[Sequence[Sequence[Any]] | None, BaseException | None]] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fetch, name="airconnect-jdbc-fetch", daemon=True)
+        self._thread.start()
+
+    def _fetch(self) -> None:
+        try:
+            while not self._stop.is_set():
+                rows = self._cur.fetchmany(self._size)
+                self._put((rows, None))
+                if not rows:
+                    return
+        except Exception as exc:  # noqa: BLE001 - handed to the reader, raised there
+            self._put((None, exc))
+
+    def _put(self, item: tuple[Sequence[Sequence[Any]] | None, BaseException | None]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self) -> Sequence[Sequence[Any]]:
+        """The next chunk; empty at the end."""
+        rows, error = self._ready.get()
+        if error is not None:
+            raise error
+        return rows or []
+
+    def close(self) -> None:
+        """Stops fetching (after a fetch under way) before the cursor may be closed."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._ready.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(0.05)
 
 
 # ----------------------------------------------------------------------------- the connector
@@ -150,7 +203,9 @@ class JdbcSource:
         prefix = self.config["topic.prefix"]
         if self.config["query"]:
             return [({"query": "query"}, self.config["query"], topic_name(prefix))]
-        return [({"table": t}, t, topic_name(prefix, t)) for t in self.config["table.whitelist"]]
+        task = self.config.task  # one task of a split: its tables only (offsets stay keyed by table)
+        tables = task["tables"] if task is not None and "tables" in task else self.config["table.whitelist"]
+        return [({"table": t}, t, topic_name(prefix, t)) for t in tables]
 
     def run(self) -> JdbcSourceResult:
         result = JdbcSourceResult(self.name)
@@ -163,7 +218,8 @@ class JdbcSource:
         try:
             dialect = dialect_of(conn)
             dialect.prepare_session(conn)
-            with SourceDelivery(self.name, self.store, self.kafka, progress=progress) as delivery:
+            with SourceDelivery(self.name, self.store, self.kafka, progress=progress,
+                                new_topics=new_topic_settings(self.config), writer_per_partition=True) as delivery:
                 for partition, source, topic in self.sources():
                     delivery.ensure_topic(topic)
                     table = TableResult(source if "table" in partition else "query", topic)
@@ -267,6 +323,7 @@ class JdbcSource:
 
         fetch = min(self.batch, FETCH_ROWS)
         cur = dialect.server_cursor(conn, fetch)
+        chunks: _Chunks | None = None
         try:
             try:
                 if frag is None:
@@ -289,8 +346,9 @@ class JdbcSource:
                             raise DataError(f"{what}: row {ident(row)}: {exc}") from None
                     raise
 
+            chunks = _Chunks(cur, fetch)
             if self.mode == "bulk":
-                self._bulk(cur, fetch, delivery, topic, records, table, what)
+                self._bulk(chunks, delivery, topic, records, table, what)
                 return
             # A batch is one transaction, streamed: each fetched chunk's records go to Kafka at once
             # (memory holds a chunk, whatever batch.max.rows is), and the batch's end commits them
@@ -362,7 +420,7 @@ class JdbcSource:
             batch = self.batch
             while True:
                 try:
-                    rows = cur.fetchmany(fetch)
+                    rows = chunks.next()
                 except Exception as exc:  # noqa: BLE001
                     raise _db_error(exc, f"{what}: fetching rows") from None
                 if not rows:
@@ -410,18 +468,20 @@ class JdbcSource:
                 delivery.commit(partition, previous)
             table.offset = previous
         finally:
+            if chunks is not None:
+                chunks.close()
             try:
                 cur.close()
             except Exception:  # noqa: BLE001
                 pass
 
-    def _bulk(self, cur: Any, fetch: int, delivery: SourceDelivery, topic: str,
+    def _bulk(self, chunks: _Chunks, delivery: SourceDelivery, topic: str,
               records: Callable[[Sequence[Sequence[Any]]], tuple[list[bytes], list[bytes] | None]],
               table: TableResult, what: str) -> None:
         """A whole snapshot in one transaction: a crash (or an error) mid-snapshot leaves none of it visible."""
         while True:
             try:
-                rows = cur.fetchmany(fetch)
+                rows = chunks.next()
             except Exception as exc:  # noqa: BLE001
                 raise _db_error(exc, f"{what}: fetching rows") from None  # the delivery aborts the batch
             if not rows:
