@@ -201,7 +201,7 @@ def dag_of(config: ConnectorConfig, definitions: Definitions | None = None) -> s
 
     from airconnect.definitions_db import RUNTIME_TAG
 
-    if is_stored(definitions if definitions is not None else all_definitions(), config.name):
+    if _runtime(config.name, definitions):
         return runtime_dag_id(config.name)
     with create_session() as session:
         runtime = select(DagTag.dag_id).where(DagTag.name == RUNTIME_TAG)
@@ -216,6 +216,17 @@ def dag_of(config: ConnectorConfig, definitions: Definitions | None = None) -> s
             if dag is not None and config.name in dag.task_dict:
                 return dag_id
     return ""
+
+
+def _runtime(name: str, definitions: Definitions | None = None) -> bool:
+    """Whether ``name`` is a connector created at runtime (stored, and no file defines the name)."""
+    from airconnect import definitions_db
+
+    if definitions is not None:
+        return is_stored(definitions, name)
+    if definitions_db.stored(name) is None:  # (one Variable read: the usual answer for a file's connector)
+        return False
+    return is_stored(all_definitions(), name)
 
 
 def _dag_state(dag_id: str) -> dict[str, Any]:
@@ -684,7 +695,7 @@ def stop_connector(name: str) -> None:
     config = _connector(name)
     dag_id = dag_of(config)
     _set_paused(config, True, stopped=True, dag_id=dag_id)
-    if dag_id.startswith("connector_"):  # its own DAG: end its runs (a file DAG's runs carry other connectors)
+    if _runtime(name):  # its own DAG: end its runs (a file DAG's runs carry other connectors)
         _end_active_runs(dag_id)
 
 
