@@ -76,6 +76,8 @@ def resources(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "db" in res:
         out["connect"] = lambda: _connect(res["db"])
+    if "db_params" in res:  # a CDC source's replication connection / binlog reader
+        out["db_params"] = res["db_params"]
     if "s3" in res:
         import boto3
 
@@ -85,13 +87,13 @@ def resources(spec: dict[str, Any]) -> dict[str, Any]:
 
 def auto_order(spec: dict[str, Any], store: FileStore, kafka: dict[str, Any]) -> None:
     from airconnect.core.runtime import run
-    from airconnect_retail.auto_order import OrderSettings, place_orders, update_inventory_view
+    from airconnect_retail.auto_order import place_orders
     from airconnect_retail.ordering import load_item_master
 
     ao = spec["auto_order"]
+    run(ao["view"], store, kafka, connect=lambda: _connect(ao["db"]))  # the inventory view: a JDBC sink
     conn = _connect(ao["db"])
     try:
-        update_inventory_view(conn, kafka, store, OrderSettings(inventory_topic=ao["inventory_topic"], view=ao["view"]))
         place_orders(conn, ao["forecast"], load_item_master(ao["item_master"]))
     finally:
         conn.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from airconnect.connectors.cdc.spec import POSTGRES_CDC
+from airconnect.connectors.cdc.spec import MARIADB_CDC, POSTGRES_CDC
 from airconnect.connectors.file.sink import FILE_SINK
 from airconnect.connectors.file.source import FILE_SOURCE
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE
@@ -41,6 +41,7 @@ CONNECTORS: Final[tuple[ConnectorClass, ...]] = (
     JDBC_SINK,
     S3_SINK,
     POSTGRES_CDC,
+    MARIADB_CDC,
 )
 
 _BY_NAME: Final[dict[str, ConnectorClass]] = {n: c for c in CONNECTORS for n in (c.name, *c.aliases)}

@@ -38,7 +38,7 @@ def included(patterns: list[re.Pattern[str]], name: str) -> bool:
     return not patterns or any(p.fullmatch(name) for p in patterns)
 
 
-def _common_keys(doc_tables: str) -> tuple[Key, ...]:
+def _common_keys(doc_tables: str, time_modes: tuple[str, ...] = ("adaptive",)) -> tuple[Key, ...]:
     return (
         Key("db.conn.id", "string", doc="airconnect: the Airflow Connection of the database (Debezium's "
             "database.hostname/port/user/password/dbname)."),
@@ -50,8 +50,8 @@ def _common_keys(doc_tables: str) -> tuple[Key, ...]:
         Key("tombstones.on.delete", "bool", True, "A record with a null value after each delete (log compaction)."),
         Key("decimal.handling.mode", "string", "precise", "DECIMAL/NUMERIC as Connect's Decimal (bytes), a double, "
             "or a string.", choices=("precise", "double", "string")),
-        Key("time.precision.mode", "string", "adaptive", "Temporal types as Debezium's adaptive mode "
-            "(io.debezium.time.*).", choices=("adaptive",)),
+        Key("time.precision.mode", "string", time_modes[0], "Temporal types as Debezium's default mode "
+            "(io.debezium.time.*).", choices=time_modes),
         Key("max.batch.size", "int", 20000, "Changes per Kafka transaction at most (a transaction is never split: "
             "one larger than this is one batch).", minimum=1),
         *(Key(k, "string", "", "Debezium's connection key; airconnect uses db.conn.id.") for k in CONNECTION_KEYS),
@@ -144,7 +144,7 @@ MARIADB_CDC: Final = ConnectorClass(
              "MariaDbConnector", "MySqlConnector"),
     keys=(
         *_common_keys("Tables to capture (database.table), comma-separated regular expressions matching whole "
-                      "names; empty: every table of the included databases."),
+                      "names; empty: every table of the included databases.", ("adaptive_time_microseconds",)),
         Key("database.include.list", "string", "", "Databases to capture, comma-separated regular expressions; "
             "empty: the Connection's database.", check=_regexes),
         Key("database.server.id", "int", 184054, "The replica server id the binlog reader announces (unique among "
