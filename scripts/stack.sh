@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts and stops airconnect's local stack on loopback, with data under $AIRCONNECT_STACK_DIR.
 #
-#   scripts/stack.sh fetch                 resolve the Kafka jars (Maven Central, or $KAFKA_HOME/libs)
+#   scripts/stack.sh fetch                 resolve the Kafka jars (Maven Central, or $KAFKA_HOME/libs) and Debezium's
 #   scripts/stack.sh start [SERVICE...]    start services (default: all); starting twice is harmless
 #   scripts/stack.sh stop  [SERVICE...]    stop services (default: all); leaves no process behind
 #   scripts/stack.sh status                one line per service
@@ -13,6 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 STACK="$AIRCONNECT_STACK_DIR"
 KAFKA_LIBS="${AIRCONNECT_KAFKA_LIBS:-$STACK/kafka-libs}"  # shared by a second stack folder (the broker-failure test)
+DEBEZIUM_LIBS="${AIRCONNECT_DEBEZIUM_LIBS:-$STACK/debezium-libs}"  # Debezium's connectors, for the CDC comparison
 ALL_SERVICES=(kafka postgres mariadb s3)
 
 say() { printf '[stack] %s\n' "$*"; }
@@ -65,6 +66,25 @@ fetch_kafka() {
     die "mvn could not resolve Kafka's jars (see the output above)"
   cp "$AIRCONNECT_ROOT/scripts/kafka/pom.xml" "$KAFKA_LIBS/.complete"
   say "Kafka jars ready: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars"
+}
+
+# Debezium's PostgreSQL and MySQL connectors (scripts/debezium/pom.xml), run in a Kafka Connect
+# worker beside airconnect's CDC sources by the comparison test and benchmark. Kafka's own jars
+# are left out (the worker has them).
+fetch_debezium() {
+  if [ -f "$DEBEZIUM_LIBS/.complete" ] && cmp -s "$DEBEZIUM_LIBS/.complete" "$AIRCONNECT_ROOT/scripts/debezium/pom.xml"; then
+    return 0
+  fi
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Debezium's jars: apt-get install maven"
+  say "fetching Debezium's connectors from Maven Central into $DEBEZIUM_LIBS (about 25 MB, first time only)"
+  rm -rf "$DEBEZIUM_LIBS"
+  mkdir -p "$DEBEZIUM_LIBS"
+  (cd "$AIRCONNECT_ROOT/scripts/debezium" &&
+    mvn -B -q -Dstyle.color=never dependency:copy-dependencies -DoutputDirectory="$DEBEZIUM_LIBS" \
+      -DincludeScope=runtime -DexcludeGroupIds=org.apache.kafka) ||
+    die "mvn could not resolve Debezium's jars (see the output above)"
+  cp "$AIRCONNECT_ROOT/scripts/debezium/pom.xml" "$DEBEZIUM_LIBS/.complete"
+  say "Debezium jars ready: $(find "$DEBEZIUM_LIBS" -name '*.jar' | wc -l) jars"
 }
 
 kafka_classpath() {
@@ -228,7 +248,7 @@ services_from_args() {
 cmd=${1:-}
 shift || true
 case "$cmd" in
-  fetch) fetch_kafka ;;
+  fetch) fetch_kafka; fetch_debezium ;;
   start) for s in $(services_from_args "$@"); do "start_$s"; done ;;
   stop)
     svcs=$(services_from_args "$@")
