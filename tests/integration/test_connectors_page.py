@@ -202,8 +202,11 @@ def airflow(tmp_path_factory, names, kafka):
         "AIRCONNECT_CONNECTORS_DIR": str(defs),
         "AIRCONNECT_INVENTORY_SYNC_CONNECTORS": f"{names['source']},{names['sink']}",
     })
+    t0 = time.monotonic()
+    step = lambda what: print(f"[{time.monotonic() - t0:5.1f} s] {what}")  # a timeline, shown when a test fails
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}"
+    step("airflow db migrate done")
     af = Airflow(home, env, port)
     try:
         af.start()
@@ -213,6 +216,7 @@ def airflow(tmp_path_factory, names, kafka):
             producer.produce(names["topic"], value=line.encode())
         assert producer.flush(30) == 0
         af.wait_ready()
+        step(f"Airflow on {af.base}, {DAG_ID} parsed")
         for name in (names["source"], names["sink"]):
             status = af.api("GET", f"/airconnect/connectors/{name}/status").json()
             assert status.get("dag_id") == DAG_ID, status
@@ -237,10 +241,12 @@ def airflow(tmp_path_factory, names, kafka):
         r = af.api("POST", "/airconnect/connectors", json={"name": names["own"], "initial_state": "PAUSED", "config": {
             "connector.class": "FileStreamSink", "file": "ec/own.txt", "topics": names["topic"]}})
         assert r.status_code == 201, f"POST /connectors: {r.status_code} {r.text}"
+        step(f"{names['own']} created")
         deadline = time.monotonic() + 90
         while (state := af.api("GET", f"/airconnect/connectors/{names['own']}/status").json()["connector"]["state"]) != "PAUSED":
             assert time.monotonic() < deadline, f"{own_dag(names)} was not parsed in 90 s ({state})\n{af.tails()}"
             time.sleep(1)
+        step(f"{own_dag(names)} parsed")
         yield af
     except BaseException:
         print(af.tails())
@@ -264,9 +270,9 @@ def browser():
             chromium.close()
 
 
-def sign_in(browser, airflow: Airflow, user: str, path: str):
+def sign_in(browser, airflow: Airflow, user: str, path: str, color_scheme: str = "light"):
     """A new browser session signed in as ``user`` through Airflow's login form, on ``path``."""
-    page = browser.new_context(viewport={"width": 1500, "height": 800}).new_page()
+    page = browser.new_context(viewport={"width": 1500, "height": 800}, color_scheme=color_scheme).new_page()
     page.set_default_timeout(30_000)
     page.goto(f"{airflow.base}{path}")
     page.get_by_label("Username").fill(user)
@@ -344,7 +350,7 @@ def test_the_page_shows_every_connector_and_its_buttons_act(airflow, browser, na
 def test_a_dags_page_has_a_connectors_tab_with_its_connectors(airflow, browser, names, tmp_path):
     from playwright.sync_api import expect
 
-    page = sign_in(browser, airflow, "admin", f"/dags/{DAG_ID}")
+    page = sign_in(browser, airflow, "admin", f"/dags/{DAG_ID}", color_scheme="dark")
     try:
         # The DAG's "Connectors" tab (the nav bar's "Connectors" links to /plugin/connectors).
         tab = page.locator(f"a[href$='/dags/{DAG_ID}/plugin/dag-connectors']")
@@ -354,6 +360,7 @@ def test_a_dags_page_has_a_connectors_tab_with_its_connectors(airflow, browser, 
         frame = page.frame_locator("iframe[title='Connectors']")
         expect(frame.get_by_role("heading", name=f"Connectors of {DAG_ID}")).to_be_visible()
         expect(frame.locator("tr[data-connector]")).to_have_count(2)
+        expect(frame.locator("html")).to_have_class(re.compile(r"\bdark\b"))  # follows Airflow's dark mode
         expect(row_of(frame, names["source"])).to_be_visible()
         expect(row_of(frame, names["sink"])).to_be_visible()
         shot(page, tmp_path, "dag-connectors-tab.png")
