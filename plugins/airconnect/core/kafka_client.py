@@ -35,6 +35,9 @@ DEFAULT_TIMEOUT: Final = 30.0
 
 # Keys of a Kafka connection's extra that apply to every client; the rest is ours to set.
 _CLIENT_ONLY: Final = ("group.id", "transactional.id", "enable.auto.commit", "isolation.level")
+#: Keys for the sources' producers only, as in Kafka Connect's worker config
+#: (``producer.compression.type``): other clients never see them.
+PRODUCER_PREFIX: Final = "producer."
 
 
 _librdkafka_log = logging.getLogger("airconnect.librdkafka")
@@ -51,7 +54,7 @@ def client_config(conn: Mapping[str, Any]) -> dict[str, Any]:
     """The common part of a Kafka connection's config (``bootstrap.servers``, security, ...)."""
     if not conn.get("bootstrap.servers"):
         raise PermanentError("the Kafka connection has no 'bootstrap.servers'")
-    cfg = {k: v for k, v in conn.items() if k not in _CLIENT_ONLY}
+    cfg = {k: v for k, v in conn.items() if k not in _CLIENT_ONLY and not k.startswith(PRODUCER_PREFIX)}
     cfg.setdefault("logger", _librdkafka_log)  # librdkafka's own lines go to the task log, not stderr
     # librdkafka connects to a broker it learns from the bootstrap metadata only after half of
     # reconnect.backoff.ms (100 ms by default): every new client waited 50 ms before its first
@@ -196,6 +199,7 @@ class SourceWriter:
         self.connector = connector
         self.timeout = timeout
         cfg = client_config(conn)
+        cfg.update({k[len(PRODUCER_PREFIX):]: v for k, v in conn.items() if k.startswith(PRODUCER_PREFIX)})
         cfg.update({
             "transactional.id": f"airconnect-{connector}",
             "enable.idempotence": True,
