@@ -146,8 +146,12 @@ async def _connect_error(_request: Request, exc: ConnectError) -> JSONResponse:
 
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Airflow's refusals (401, 403) and unknown paths in Connect's shape too, with their headers."""
-    return JSONResponse(status_code=exc.status_code, content={"error_code": exc.status_code, "message": str(exc.detail)},
+    """Airflow's refusals (401, 403) and unknown paths in Connect's shape too, with their headers.
+    Routing's own 404 and 405 say what Connect's Jersey says (``HTTP 404 Not Found``)."""
+    message = str(exc.detail)
+    if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+        message = f"HTTP {exc.status_code} {message}"
+    return JSONResponse(status_code=exc.status_code, content={"error_code": exc.status_code, "message": message},
                         headers=exc.headers)
 
 
