@@ -18,6 +18,7 @@ import pytest
 
 from airconnect.connectors.jdbc.source import JdbcSource
 from airconnect.core.errors import ConfigError, PermanentError
+from airconnect.core.manage import reset_offsets
 from airconnect.core.offsets import MemoryStore
 from airconnect.core.registry import validate
 from airconnect.core.runtime import run
@@ -111,7 +112,7 @@ def test_snapshot_then_changes_polling_cannot_see(pg):
     snap = pg.events(sales)
     assert [(e["op"], e["after"]["id"], e["source"]["snapshot"]) for e in snap] == [(("r", 1, "first")),
                                                                                    ("r", 2, "last")]
-    assert snap[0]["after"]["sold_at"] == "2018-10-01T00:00:00Z" and price(snap[0]["after"]) == 1.5
+    assert snap[0]["after"]["sold_at"] == "2018-10-01T00:00:00.000000Z" and price(snap[0]["after"]) == 1.5
 
     # A late commit: opened before, committed after a later row (and its run): still delivered.
     late = connect()
@@ -133,7 +134,7 @@ def test_snapshot_then_changes_polling_cannot_see(pg):
                                         ("tombstone",)]
     update = pg.events(sales)[4]
     assert update["before"] is None and price(update["after"]) == 9.99
-    assert update["after"]["sold_at"] == "2018-10-01T00:00:00Z"  # the timestamp polling would read did not move
+    assert update["after"]["sold_at"] == "2018-10-01T00:00:00.000000Z"  # the timestamp polling would read did not move
     delete = pg.events(sales)[5]
     assert delete["before"] == {"id": 2, "item": "", "price": None, "sold_at": ""}  # the key (replica identity)
 
@@ -183,7 +184,9 @@ def test_a_dropped_slot_is_a_clear_error_and_a_reset_recovers(pg):
     message = str(err.value)
     assert f"connector 'cdc-pg-{pg.u}'" in message and "'slot.name'" in message and pg.slot in message
     assert "reset" in message
-    pg.store.clear()  # what `airconnect reset` does to the offsets
+    config = validate(pg.definition())
+    assert config.topics == [pg.topic(sales)]
+    reset_offsets(config, pg.store, pg.kafka, redeliver=True)  # `airconnect reset --redeliver`
     again = pg.run()
     assert again["snapshot_records"] == 2
     assert [(e["op"], e["after"]["id"]) for e in pg.events(sales)] == [("r", 1), ("r", 1), ("r", 2)]

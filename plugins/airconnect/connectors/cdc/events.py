@@ -151,19 +151,24 @@ def _time_micros(v: Any) -> int:
     return (h * 3600 + mi * 60 + s) * 1_000_000 + int((frac or "0").ljust(6, "0")[:6])
 
 
-def zoned_iso(v: Any) -> str:
-    """io.debezium.time.ZonedTimestamp: ISO-8601 in UTC, ``Z``, the fraction without trailing zeros
-    (Java's ISO_OFFSET_DATE_TIME); ``v`` is PostgreSQL's text in a UTC session or a datetime."""
+def zoned_iso(v: Any, width: int = 0) -> str:
+    """io.debezium.time.ZonedTimestamp: ISO-8601 in UTC with ``Z``; the fraction with exactly
+    ``width`` digits (the column's precision, as Debezium writes it), or without trailing zeros
+    when ``width`` is 0. ``v`` is PostgreSQL's text in a UTC session, or a datetime (UTC if naive)."""
     if isinstance(v, str) and len(v) >= 22 and v.endswith("+00") and v[10] == " ":
-        return v[:10] + "T" + v[11:-3] + "Z"  # PostgreSQL already drops trailing zeros
-    d = v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(v)
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.timezone.utc)
-    d = d.astimezone(dt.timezone.utc)
-    text = d.strftime("%Y-%m-%dT%H:%M:%S")
-    if d.microsecond:
-        text += "." + f"{d.microsecond:06d}".rstrip("0")
-    return text + "Z"
+        whole, _, frac = v[11:-3].partition(".")
+        text = v[:10] + "T" + whole
+    else:
+        d = v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(v)
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=dt.timezone.utc)
+        d = d.astimezone(dt.timezone.utc)
+        text = d.strftime("%Y-%m-%dT%H:%M:%S")
+        frac = f"{d.microsecond:06d}" if d.microsecond else ""
+    if width > 0:
+        return text + "." + frac.ljust(width, "0")[:max(width, len(frac.rstrip("0")))] + "Z"
+    frac = frac.rstrip("0")
+    return text + ("." + frac if frac else "") + "Z"
 
 
 def _bytes_b64(v: Any) -> str:
@@ -230,8 +235,21 @@ def timestamp_column(name: str, optional: bool, precision: int) -> Column:
     return named(logical("io.debezium.time.MicroTimestamp", "int64", optional, micros_of_naive, 0), name)
 
 
-def zoned_timestamp_column(name: str, optional: bool) -> Column:
-    return named(logical("io.debezium.time.ZonedTimestamp", "string", optional, zoned_iso, ""), name)
+def zoned_timestamp_column(name: str, optional: bool, width: int = 0) -> Column:
+    def convert(v: Any) -> str:
+        return zoned_iso(v, width)
+    return named(logical("io.debezium.time.ZonedTimestamp", "string", optional, convert, ""), name)
+
+
+def with_default(column: Column, raw: Any) -> Column:
+    """The column with its constant default in the schema (as Debezium writes it) and as the value
+    of a NOT NULL column that a delete's old row lacks."""
+    try:
+        value = column.convert(raw)
+    except (ValueError, TypeError, ArithmeticError, DataError):
+        return column
+    return Column(column.name, {**column.schema, "default": value}, column.convert,
+                  value if not column.optional else None)
 
 
 def time_column(name: str, optional: bool, precision: int) -> Column:

@@ -90,7 +90,7 @@ def maria_column(name: str, data_type: str, column_type: str, optional: bool, pr
     if t == "datetime":
         return timestamp_column(name, optional, dt_precision or 0)
     if t == "timestamp":
-        return zoned_timestamp_column(name, optional)
+        return zoned_timestamp_column(name, optional, dt_precision or 0)
     if t == "time":
         return time_column(name, optional, 6)
     if t in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"):

@@ -46,6 +46,7 @@ from airconnect.connectors.cdc.events import (
     string_column,
     time_column,
     timestamp_column,
+    with_default,
     zoned_timestamp_column,
 )
 from airconnect.connectors.cdc.spec import POSTGRES_CDC, include_list, included
@@ -102,9 +103,9 @@ def pg_column(name: str, type_name: str, optional: bool, decimal_mode: str) -> C
         return decimal_column(name, optional, int(m.group(1)) if m else None, int(m.group(2)) if m else None,
                               decimal_mode)
     if t.startswith("timestamp"):
-        if t.endswith("with time zone") and "without" not in t:
-            return zoned_timestamp_column(name, optional)
         m = _PRECISION.match(t)
+        if t.endswith("with time zone") and "without" not in t:
+            return zoned_timestamp_column(name, optional, int(m.group(1)) if m else 6)
         return timestamp_column(name, optional, int(m.group(1)) if m else 6)
     if t.startswith("time") and "with time zone" not in t:
         m = _PRECISION.match(t)
@@ -127,6 +128,7 @@ class TableInfo:
     schema: str
     table: str
     columns: list[tuple[str, str, bool]]  # name, type, NOT NULL
+    defaults: dict[str, Any]  # column -> its constant default (its text form)
     key: list[str]
     full_identity: bool
 
@@ -293,13 +295,16 @@ class PostgresCdcSource:
                 self._info[key] = None
                 return None
             oid, ident = rows[0]
-            cols = self._sql(conn, "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
-                                   "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (oid,))
+            cols = self._sql(conn, "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+                                   "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a LEFT JOIN pg_attrdef d ON "
+                                   "d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = %s AND a.attnum > 0 "
+                                   "AND NOT a.attisdropped ORDER BY a.attnum", (oid,))
             pk = self._sql(conn, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
                                  "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s AND i.indisprimary "
                                  "ORDER BY array_position(i.indkey::int2[], a.attnum)", (oid,))
-            self._info[key] = TableInfo(schema, table, [(n, t, bool(nn)) for n, t, nn in cols], [r[0] for r in pk],
-                                        ident == "f")
+            defaults = {n: v for n, _, _, expr in cols if (v := constant(expr)) is not None}
+            self._info[key] = TableInfo(schema, table, [(n, t, bool(nn)) for n, t, nn, _ in cols], defaults,
+                                        [r[0] for r in pk], ident == "f")
         return self._info[key]
 
     def _events_for(self, info: TableInfo, columns: list[tuple[str, str]] | None = None) -> TableEvents:
@@ -314,11 +319,15 @@ class PostgresCdcSource:
             enc = TableEvents(
                 topic=_topic(record),
                 record_name=record,
-                columns=[pg_column(n, t, not notnull.get(n, False), self.decimal_mode) for n, t in cols],
+                columns=[self._column(info, n, t, not notnull.get(n, False)) for n, t in cols],
                 key_columns=info.key, source=SOURCE_SCHEMA,
                 key_schemas=self.key_schemas, value_schemas=self.value_schemas)
             self._events[ck] = enc
         return enc
+
+    def _column(self, info: TableInfo, name: str, type_name: str, optional: bool) -> Column:
+        column = pg_column(name, type_name, optional, self.decimal_mode)
+        return with_default(column, info.defaults[name]) if name in info.defaults else column
 
     def _source(self, info: TableInfo, *, ts_us: int, snapshot: str, tx: int | None, lsn: int | None,
                 sequence: str | None) -> dict[str, Any]:
@@ -513,7 +522,7 @@ class PostgresCdcSource:
             return
         info = self._table_info(conn, schema, table)
         if info is None:  # dropped since: its changes still decode, the catalog no longer has it
-            info = TableInfo(schema, table, [], [p["name"] for p in doc.get("pk", [])], False)
+            info = TableInfo(schema, table, [], {}, [p["name"] for p in doc.get("pk", [])], False)
         action = doc["action"]
         cols = doc.get("columns")
         enc = self._events_for(info, [(c["name"], c["type"]) for c in cols] if cols else None)
@@ -546,6 +555,26 @@ class PostgresCdcSource:
 
     def _advance(self, conn: Any, lsn: int) -> None:
         self._sql(conn, "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (self.slot, lsn_text(lsn)))
+
+
+_STRING_DEFAULT = re.compile(r"^'((?:[^']|'')*)'::[a-z ]+(?:\(\d+(?:,\d+)?\))?(?: with(?:out)? time zone)?$")
+_NUMBER_DEFAULT = re.compile(r"^\(?(-?\d+(?:\.\d+)?)\)?(?:::[a-z ]+)?$")
+
+
+def constant(expr: str | None) -> Any:
+    """A column default that is a constant (``0``, ``'new'::character varying``, ``true``), as the
+    text its type's converter reads; None for no default or an expression (``now()``, ``nextval``)."""
+    if not expr:
+        return None
+    m = _STRING_DEFAULT.match(expr)
+    if m:
+        return m.group(1).replace("''", "'")
+    m = _NUMBER_DEFAULT.match(expr)
+    if m:
+        return m.group(1)
+    if expr in ("true", "false"):
+        return expr
+    return None
 
 
 def _commit_micros(text: str) -> int:

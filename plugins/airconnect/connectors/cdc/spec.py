@@ -90,9 +90,15 @@ def _check_mariadb(cfg: ConnectorConfig) -> None:
                           "its table's schema)", connector=cfg.name, key="include.schema.changes")
 
 
-def _postgres_topics(config: ConnectorConfig) -> list[str]:
-    """Topics are known only once the tables are (from the database); none ahead of a run."""
-    return []
+def _topics(config: ConnectorConfig) -> list[str]:
+    """The topics of the tables ``table.include.list`` names literally (``public\\.sales``); a
+    pattern's tables are known only to the database (the run's result lists every topic written)."""
+    out = []
+    for item in config["table.include.list"].split(","):
+        name = item.strip().replace("\\.", ".")
+        if re.fullmatch(r"[A-Za-z0-9_$-]+\.[A-Za-z0-9_$-]+", name):
+            out.append(re.sub(r"[^A-Za-z0-9._-]", "_", f"{config['topic.prefix']}.{name}"))
+    return out
 
 
 def _check_offset(partition: Mapping[str, Any], offset: Mapping[str, Any] | None, what: str) -> str | None:
@@ -130,7 +136,7 @@ POSTGRES_CDC: Final = ConnectorClass(
     check=_check_postgres,
     runner=lambda config, store, kafka, connect=None, db_params=None: _pg_runner()(config, store, kafka, connect,
                                                                                     db_params),
-    topics=_postgres_topics,
+    topics=_topics,
     resources=("connect", "db_params"),
     check_offset=lambda config, partition, offset: _check_offset(partition, offset, "PostgreSQL CDC source"),
     offset_partition=("server",),
@@ -155,7 +161,7 @@ MARIADB_CDC: Final = ConnectorClass(
     check=_check_mariadb,
     runner=lambda config, store, kafka, connect=None, db_params=None: _maria_runner()(config, store, kafka, connect,
                                                                                        db_params),
-    topics=_postgres_topics,
+    topics=_topics,
     resources=("connect", "db_params"),
     check_offset=lambda config, partition, offset: _check_offset(partition, offset, "MariaDB CDC source"),
     offset_partition=("server",),
