@@ -120,8 +120,6 @@ class Layout:
     statements: dict[tuple[str, int], str] = field(default_factory=dict)
     #: row -> its line in COPY's text format (PostgreSQL, insert mode), compiled when first needed.
     copy_line: Callable[[tuple[Any, ...]], str] | None = None
-    #: ``extract`` over a payload parsed as plain JSON (see :class:`FastPayload`), compiled.
-    fast_extract: Callable[[Message, Any, Any], tuple[Any, ...]] | None = None
 
     @property
     def key_columns(self) -> list[Column]:
@@ -151,6 +149,7 @@ class JdbcSink:
         self.checkpoint_records: int = config["checkpoint.records"]
         self.zone = zoneinfo.ZoneInfo(config["db.timezone"])
         self._utc = config["db.timezone"] in ("UTC", "Etc/UTC")
+        self._postgres = True  # (set from the connection at the run's start)
         self.value_schemas: bool = config["value.converter.schemas.enable"]
         self.key_schemas: bool = config["key.converter.schemas.enable"]
         self.group = sink_group_id(config.name)
@@ -179,6 +178,7 @@ class JdbcSink:
         try:
             self.cur = self.conn.cursor()
             self.sql = SinkSql(dialect_of(self.conn))
+            self._postgres = self.sql.postgres
             self._psycopg2 = type(self.conn).__module__.startswith("psycopg2")
             self._start_session()
             self.dead = SinkDeadLetters(self.config, self.kafka, topics) if tolerates(self.config) and topics else None
@@ -212,21 +212,22 @@ class JdbcSink:
             self.delivery.checkpoint(behind)
         positions = self._positions
         pending = 0
+        handle, every = self._handle, self.checkpoint_records
         for msg in self.delivery.records(starts):
-            tp = (msg.topic(), msg.partition())
             try:
-                self._handle(msg)
+                handle(msg)
             except RecordError as exc:
                 self._bad(msg, exc)
-            positions[tp] = msg.offset() + 1
-            self.result.records += 1
+            positions[(msg.topic(), msg.partition())] = msg.offset() + 1
             pending += 1
             if self._stopped:
                 break
-            if pending >= self.checkpoint_records:
+            if pending >= every:
+                self.result.records += pending
                 self._checkpoint(positions)
                 progress.add(pending)
                 pending = 0
+        self.result.records += pending
         if not self._stopped:
             positions = {k: pp.next_offset for k, pp in self.delivery.positions.items()}
         if self._stopped or any(self._db_offsets.get(tp) != o for tp, o in positions.items()) or self._buffered():
@@ -269,11 +270,18 @@ class JdbcSink:
             payload = fast.payload(value)
             if payload is not None:
                 try:
-                    row = fast.extract(msg, None, payload)
+                    row = fast.row(msg, None, payload)
                 except (ValueError, TypeError, ArithmeticError):
-                    pass  # the general path says what is wrong
-                else:
-                    fast.table.add(fast.layout, "write", row, msg)
+                    row = None  # the general path says what is wrong
+                if row is not None:
+                    t = fast.table
+                    if t.batch_layout is fast.layout and t.batch_op == "write":
+                        t.rows.append(row)
+                        t.msgs.append(msg)
+                        if len(t.rows) >= self.batch_size:
+                            t.flush()
+                    else:
+                        t.add(fast.layout, "write", row, msg)
                     return
         table = self._table(topic)
         key_schema = key = None
@@ -285,6 +293,8 @@ class JdbcSink:
             if not self.delete_enabled:
                 raise RecordError("has no value (a tombstone); the JDBC sink writes struct values, and deletes by "
                                   "key only with delete.enabled=true and pk.mode 'record_key'", key="delete.enabled")
+            if table.columns() is None:
+                return  # no table yet: nothing to delete
             layout = self._key_layout(table, key_schema)
             table.add(layout, "delete", layout.extract(msg, key, None), msg)
             return
@@ -302,7 +312,7 @@ class JdbcSink:
         if self.pk_mode != "record_key" and (known is None or not value.startswith(known.prefix)):
             # (a record_key layout depends on each record's key schema too; a record of the known
             # envelope that took this path has a node the fast path leaves to to_connect)
-            learned = FastPayload.learn(value, schema, table, layout)
+            learned = FastPayload.learn(value, table, layout, self._fast_row(schema, layout.columns))
             if learned is not None:
                 self._fast[topic] = learned
 
@@ -391,35 +401,44 @@ class JdbcSink:
         if not columns:
             raise RecordError(f"gives no column for table {table.name!r} (no key field, and no value field "
                               "fields.whitelist lets through)", key="fields.whitelist", fatal=True)
-        layout = Layout(columns, _extractor(getters), len(keys))
-        if self.pk_mode != "record_key":
-            layout.fast_extract = self._fast_extractor(columns)
-        return layout
+        return Layout(columns, _extractor(getters), len(keys))
 
-    def _fast_extractor(self, columns: Sequence[Column]) -> Callable[[Message, Any, Any], tuple[Any, ...]]:
-        """The layout's ``extract`` for a payload parsed as plain JSON whose every field is present
-        (:class:`FastPayload` checked it), compiled into one function like the JDBC source's row
-        writer: no loop and no call per column but the conversions a column needs."""
-        env: dict[str, Any] = {}
+    def _fast_row(self, schema: Schema, columns: Sequence[Column]) -> Callable[[Message, Any, Any], Any] | None:
+        """``(msg, key, payload) -> row``, or ``None`` for a payload the fast path leaves to
+        :func:`to_connect`: every field of the schema checked (:func:`_node_check`), then the
+        columns' values, converted where a column needs it. Compiled into one function, like the
+        JDBC source's row writer: no loop, no call per field but the conversions. ``None`` if the
+        schema has a field with no fast form."""
+        env: dict[str, Any] = {"_Decimal": Decimal}
         lines: list[str] = []
+        node: dict[str, str] = {}
+        for i, f in enumerate(schema.fields):
+            check = _node_check(f.schema)
+            if check is None:
+                return None
+            # A missing optional field is null to to_connect too; a missing required one fails the check.
+            lines += [f"    v{i} = v.get({f.name!r})",
+                      f"    if {f'v{i} is not None and ' if f.schema.optional else ''}not {check.format(v=f'v{i}')}:",
+                      "        return None"]
+            node[f.name] = f"v{i}"
         out: list[str] = []
         start = 3 if self.pk_mode == "kafka" else 0
         if start:
             out += ["m.topic()", "m.partition()", "m.offset()"]
         for i, c in enumerate(columns[start:], start):
-            lines.append(f"    x{i} = v.get({c.name!r})")
+            x = node[c.name]
             convert = self._fast_timestamp() if c.kind == "timestamp" else _CONVERTERS.get(c.kind)
             if convert is None:
-                out.append(f"x{i}")
+                out.append(x)
             else:
                 env[f"_c{i}"] = convert
-                out.append(f"(None if x{i} is None else _c{i}(x{i}))")
-        src = (f"def _make({', '.join(env)}):\n  def extract(m, k, v):\n" + "\n".join(lines)
-               + f"\n    return ({', '.join(out)},)\n  return extract\n")
+                out.append(f"(None if {x} is None else _c{i}({x}))")
+        src = (f"def _make({', '.join(env)}):\n  def row(m, k, v):\n" + "\n".join(lines)
+               + f"\n    return ({', '.join(out)},)\n  return row\n")
         ns: dict[str, Any] = {}
         exec(compile(src, "<airconnect jdbc sink row>", "exec"), ns)  # noqa: S102 - code built above from repr()s
-        extract: Callable[[Message, Any, Any], tuple[Any, ...]] = ns["_make"](**env)
-        return extract
+        row: Callable[[Message, Any, Any], Any] = ns["_make"](**env)
+        return row
 
     def _column(self, name: str, schema: Any, *, key: bool) -> Column:
         kind = LOGICAL.get(getattr(schema, "name", None) or "") or _type(schema)
@@ -450,25 +469,26 @@ class JdbcSink:
                 raise RecordError(f"field {name!r}: {raw!r} is not a {column.kind}: {exc}") from None
         return converted
 
-    def _fast_timestamp(self) -> Callable[[Any], dt.datetime]:
+    def _fast_timestamp(self) -> Callable[[Any], Any]:
         """:meth:`_timestamp`, with its commonest case first: UTC text ending in 'Z' into UTC."""
         slow = self._timestamp
         if not self._utc:
             return slow
         fromisoformat = dt.datetime.fromisoformat
+        text = not self._postgres  # MariaDB: as text (see _timestamp)
 
-        def timestamp(value: Any) -> dt.datetime:
+        def timestamp(value: Any) -> Any:
             if value.__class__ is str and value[-1:] == "Z":
                 try:
                     ts = fromisoformat(value[:-1])
                 except ValueError:
                     return slow(value)
                 if ts.tzinfo is None:
-                    return ts
+                    return ts.isoformat() if text else ts
             return slow(value)
         return timestamp
 
-    def _timestamp(self, value: Any) -> dt.datetime:
+    def _timestamp(self, value: Any) -> dt.datetime | str:
         if value.__class__ is str:
             try:
                 ts = dt.datetime.fromisoformat(value)  # ('Z' too, from Python 3.11)
@@ -482,9 +502,9 @@ class JdbcSink:
             ts = parse_timestamp(value)
         # The wall time in db.timezone, naive: what a TIMESTAMP/DATETIME column holds; a PostgreSQL
         # TIMESTAMPTZ column reads it in the session's TimeZone, which is db.timezone too.
-        if self._utc and ts.tzinfo is UTC:
-            return ts.replace(tzinfo=None)
-        return ts.astimezone(self.zone).replace(tzinfo=None)
+        # MariaDB gets it as ISO text, which mysqlclient escapes in C (its datetime encoder is Python).
+        wall = ts.replace(tzinfo=None) if self._utc and ts.tzinfo is UTC else ts.astimezone(self.zone).replace(tzinfo=None)
+        return wall if self._postgres else wall.isoformat()
 
     # ------------------------------------------------------------------ writing
 
@@ -504,6 +524,12 @@ class JdbcSink:
             if upsert and len(rows) > 1:  # one statement may not touch a row twice: the last version wins
                 w = layout.key_width
                 rows = list({r[:w]: r for r in rows}.values())
+            if not sql.postgres:  # mysqlclient sends one multi-row INSERT per statement-length chunk
+                statement = layout.statements.get((op, 1))
+                if statement is None:
+                    statement = layout.statements[(op, 1)] = sql.insert(table.name, layout.columns, 1, upsert)
+                cur.executemany(statement, rows)
+                return
             width = len(layout.columns)
             per = max(1, min(self.batch_size, MAX_PARAMS // width))
             for i in range(0, len(rows), per):
@@ -805,7 +831,7 @@ _INT_RANGES: Final = {"int8": 1 << 7, "int16": 1 << 15, "int32": 1 << 31, "int64
 
 
 def _node_check(schema: Schema) -> str | None:
-    """A Python condition over ``v``: the JSON node is one that :func:`to_connect` turns into itself
+    """A Python condition over the node ``{v}``: the JSON node is one that :func:`to_connect` turns into itself
     (or, for a decimal or a float64 field, into what the column converter makes of it anyway);
     ``None``: the field's type has no fast form (bytes, float32, Connect's Date/Time/Timestamp, a
     default value, nested types)."""
@@ -814,13 +840,13 @@ def _node_check(schema: Schema) -> str | None:
     kind = LOGICAL.get(schema.name or "") or schema.type
     if kind in _INT_RANGES and not schema.name:
         bound = _INT_RANGES[kind]
-        return f"(v.__class__ is int and {-bound} <= v < {bound})"
+        return f"({{v}}.__class__ is int and {-bound} <= {{v}} < {bound})"
     if kind == "string" or (kind in ("timestamp", "date") and schema.type == STRING):  # text, or the JDBC source's ISO text
-        return "v.__class__ is str"
+        return "{v}.__class__ is str"
     if kind == "boolean":
-        return "v.__class__ is bool"
+        return "{v}.__class__ is bool"
     if kind in ("decimal", "float64"):  # JSON numbers (NUMERIC decimals); a column converter makes them Decimal / float
-        return "(v.__class__ is _Decimal or v.__class__ is int)"
+        return "({v}.__class__ is _Decimal or {v}.__class__ is int)"
     return None
 
 
@@ -834,26 +860,15 @@ class FastPayload:
     else goes through :func:`to_connect`. The rows are the same either way (the unit tests hold it)."""
 
     prefix: bytes
-    check: Callable[[dict[str, Any]], bool]
     table: Table
     layout: Layout
-    extract: Callable[[Message, Any, Any], tuple[Any, ...]]
+    row: Callable[[Message, Any, Any], Any]  # (msg, key, payload) -> the row, or None (see JdbcSink._fast_row)
 
     @classmethod
-    def learn(cls, value: bytes, schema: Schema, table: Table, layout: Layout) -> FastPayload | None:
-        if not value.startswith(_ENVELOPE_START) or layout.fast_extract is None:
+    def learn(cls, value: bytes, table: Table, layout: Layout, row: Callable[[Message, Any, Any], Any] | None,
+              ) -> FastPayload | None:
+        if row is None or not value.startswith(_ENVELOPE_START):
             return None
-        lines = []
-        for f in schema.fields:
-            check = _node_check(f.schema)
-            if check is None:
-                return None
-            # A missing optional field is null to to_connect too; a missing required one fails the check.
-            lines += [f"    v = node.get({f.name!r})",
-                      f"    if {'v is not None and ' if f.schema.optional else ''}not {check}:", "        return False"]
-        src = "def check(node):\n" + "\n".join(lines) + "\n    return True\n"
-        ns: dict[str, Any] = {"_Decimal": Decimal}
-        exec(compile(src, "<airconnect jdbc sink check>", "exec"), ns)  # noqa: S102 - code built above from repr()s
         try:
             text = value.decode("utf-8")
             _, end = _payload_decoder.raw_decode(text, len(_ENVELOPE_START))
@@ -861,10 +876,10 @@ class FastPayload:
             return None
         if not text.startswith(',"payload":', end):
             return None
-        return cls((text[:end] + ',"payload":').encode("utf-8"), ns["check"], table, layout, layout.fast_extract)
+        return cls((text[:end] + ',"payload":').encode("utf-8"), table, layout, row)
 
     def payload(self, value: bytes) -> dict[str, Any] | None:
-        """The payload, when ``value`` is this envelope and every field's node is a plain one."""
+        """The payload parsed, when ``value`` is this envelope holding a JSON object."""
         if not value.startswith(self.prefix) or not value.endswith(b"}"):
             return None
         try:
@@ -872,6 +887,6 @@ class FastPayload:
             node, end = _raw_decode(text)
         except ValueError:  # (UnicodeDecodeError too) the general path says what is wrong
             return None
-        if end != len(text) or node.__class__ is not dict or not self.check(node):
+        if end != len(text) or node.__class__ is not dict:
             return None
         return node
