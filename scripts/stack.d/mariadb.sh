@@ -55,7 +55,7 @@ start_mariadb() {
     --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
     --default-time-zone='+00:00' --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
     --innodb-buffer-pool-size=128M --innodb-log-file-size=256M --max-connections=200 \
-    --server-id=1 --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL --expire-logs-days=1 \
+    --server-id=1 --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL --expire-logs-days=1 \
     --log-error="$log" >>"$dir/stdout.log" 2>&1 &
   pid=$!
   echo "$pid" >"$dir/mariadbd.pid"
@@ -71,6 +71,9 @@ CREATE USER IF NOT EXISTS 'airconnect'@'127.0.0.1' IDENTIFIED BY 'airconnect';
 CREATE USER IF NOT EXISTS 'airconnect'@'localhost' IDENTIFIED BY 'airconnect';
 GRANT ALL PRIVILEGES ON *.* TO 'airconnect'@'127.0.0.1' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO 'airconnect'@'localhost' WITH GRANT OPTION;
+-- The CDC source reads the binlog as a replica (ALL holds these; named for a narrower user's sake).
+GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'airconnect'@'127.0.0.1';
+GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'airconnect'@'localhost';
 SQL
   "$(maria_bin mariadb mysql)" --no-defaults -h127.0.0.1 -P"$port" -uairconnect -pairconnect pos -e 'select 1' >/dev/null ||
     die "MariaDB started but airconnect@127.0.0.1:$port/pos does not answer; see $log"

@@ -169,11 +169,25 @@ def test_every_image_tag_is_pinned(compose):
     for image in [*images, base]:
         name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
         assert tag and tag != "latest", f"{image} is not pinned"
-    expected = {"postgres": "postgres:15", "mariadb": "mariadb:10.11", "kafka": "apache/kafka:4.1.1"}
+    expected = {"postgres": "airconnect-postgres:15", "mariadb": "mariadb:10.11", "kafka": "apache/kafka:4.1.1"}
     for service, image in expected.items():
         assert compose["services"][service]["image"] == image
     assert re.fullmatch(r"minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", compose["services"]["minio"]["image"])
     assert re.fullmatch(r"minio/mc:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", compose["services"]["minio-init"]["image"])
+
+
+def test_the_databases_can_give_their_change_logs(compose):
+    """The CDC sources' needs: wal2json and wal_level=logical; a row binlog and replication grants."""
+    services = compose["services"]
+    pg = services["postgres"]
+    dockerfile = (ROOT / pg["build"]["context"] / pg["build"]["dockerfile"]).read_text()
+    assert "FROM postgres:15\n" in dockerfile and "postgresql-15-wal2json" in dockerfile
+    assert "wal_level=logical" in pg["command"]
+    maria = services["mariadb"]
+    assert {"--binlog-format=ROW", "--binlog-row-image=FULL", "--server-id=1"} <= set(maria["command"])
+    init = [v for v in maria["volumes"] if "docker-entrypoint-initdb.d" in str(v)]
+    sql = "".join((ROOT / str(v).split(":")[0]).read_text() for v in init)
+    assert "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'airconnect'@'%'" in sql
 
 
 def test_dockerfile_airflow_matches_pyproject_and_the_installed_one():
