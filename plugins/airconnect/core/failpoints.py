@@ -17,6 +17,8 @@ The points, in the order a run passes them:
 ``file_sink.fsynced``       the file is fsynced; offsets not saved
 ``s3.part_uploaded``        one part of a multipart upload is uploaded
 ``s3.object_uploaded``      an object is complete in S3; its partition's offset not saved
+``jdbc_sink.written``       a JDBC sink's rows and offsets are in the open DB transaction
+``jdbc_sink.committed``     that transaction is committed; the Variable is not saved
 ``orders.inserted``         orders are inserted in the open database transaction
 ``orders.committed``        the orders are committed
 ``view.applied``            inventory changes are in the open database transaction
