@@ -27,6 +27,7 @@ from airconnect.connectors.jdbc.spec import JDBC_SOURCE
 from airconnect.connectors.s3.spec import S3_SINK
 from airconnect.flows import connectors_of
 from airconnect.operators import JdbcSourceOperator
+from airconnect.tasks import connector_task
 from airconnect_retail.assets import INVENTORY, SALES_FORECAST
 from airconnect_retail.auto_order import orders_topic
 from airconnect_retail.operators import InventoryViewOperator, PlaceOrdersOperator
@@ -63,4 +64,4 @@ with DAG(
             place = PlaceOrdersOperator(orders_connector=orders, forecast_connector=sink,
                                         forecast_month="{{ params.forecast_month }}",
                                         safety_stock_days="{{ params.safety_stock_days }}")
-            view >> place >> JdbcSourceOperator(connector=orders)
+            view >> place >> connector_task(orders, JdbcSourceOperator)

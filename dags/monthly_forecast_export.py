@@ -25,6 +25,7 @@ from airconnect.connectors.jdbc.spec import JDBC_SOURCE
 from airconnect.connectors.s3.spec import S3_SINK
 from airconnect.flows import connectors_of
 from airconnect.operators import JdbcSourceOperator, MonthManifestOperator, S3SinkOperator
+from airconnect.tasks import connector_task
 
 # The connectors this DAG runs, by name ($AIRCONNECT_MONTHLY_FORECAST_EXPORT_CONNECTORS renames them).
 definitions = connectors_of("monthly_forecast_export", ["jdbc-ec-sales", "jdbc-pos-sales", "s3-forecast"],
@@ -57,9 +58,10 @@ with DAG(
         return month_to_export(logical_date, (params or {}).get("month"))
 
     the_month = month()
-    loads = [JdbcSourceOperator(connector=source) for source in sources]
+    # A connector with tasks.max above 1 is a task group: its split, then one mapped task per share.
+    loads = [connector_task(source, JdbcSourceOperator) for source in sources]
     for sink in sinks:
-        export = S3SinkOperator(connector=sink)
+        export = connector_task(sink, S3SinkOperator)
         manifest = MonthManifestOperator(task_id=f"manifest-{sink.name}", connector=sink, month=the_month,
                                          outlets=[manifest_asset(sink)])
         the_month >> loads >> export >> manifest

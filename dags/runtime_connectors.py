@@ -26,8 +26,8 @@ from airconnect.connectors.file.source import FILE_SOURCE
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE
 from airconnect.core.config import ConnectorConfig
 from airconnect.definitions_db import RUNTIME_TAG, runtime_connectors, runtime_dag_id
-from airconnect.operators import ConnectorOperator
 from airconnect.sensors import FileChangeSensor, TopicRecordsSensor
+from airconnect.tasks import connector_task
 
 
 def connector_dag(config: ConnectorConfig, initial_state: str) -> DAG:
@@ -45,7 +45,7 @@ def connector_dag(config: ConnectorConfig, initial_state: str) -> DAG:
         tags=["airconnect", RUNTIME_TAG, config.kind],
         doc_md=__doc__,
     ) as dag:
-        run = ConnectorOperator(connector=config)
+        run = connector_task(config)  # tasks.max above 1: a split, then one mapped task per share
         if config.cls is FILE_SOURCE:
             FileChangeSensor(connector=config, poll_interval=0.5, max_wait=timedelta(minutes=30)) >> run
         elif config.kind == "sink":

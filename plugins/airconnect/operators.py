@@ -33,13 +33,17 @@ class ConnectorOperator(BaseOperator):
         It is validated when the DAG is parsed; the task id defaults to the connector's name.
     :param kafka_config_id: Airflow connection to Kafka (default: the definition's
         ``kafka.conn.id``, else ``kafka_default``).
+    :param task_config: one task's share of the connector's work (a JSON map from
+        :func:`airconnect.core.split.task_configs`; mapped tasks get theirs from ``expand``, see
+        :func:`airconnect.tasks.connector_task`); ``None``: all of it.
     """
 
     template_fields: Sequence[str] = ("connector",)
     ui_color = "#e8f0fe"
     connector_class: ClassVar[ConnectorClass | None] = None
 
-    def __init__(self, *, connector: Mapping[str, Any] | ConnectorConfig, kafka_config_id: str | None = None, **kwargs: Any):
+    def __init__(self, *, connector: Mapping[str, Any] | ConnectorConfig, kafka_config_id: str | None = None,
+                 task_config: Mapping[str, Any] | None = None, **kwargs: Any):
         config = connector if isinstance(connector, ConnectorConfig) else validate(connector)
         if self.connector_class is not None and config.cls is not self.connector_class:
             raise ConfigError(f"is {config.cls.name}; {type(self).__name__} runs {self.connector_class.name}",
@@ -48,6 +52,7 @@ class ConnectorOperator(BaseOperator):
         super().__init__(**kwargs)
         self.connector = config.definition()
         self.kafka_config_id = kafka_config_id
+        self.task_config = dict(task_config) if task_config is not None else None
 
     def connector_resources(self, config: ConnectorConfig) -> dict[str, Any]:
         """What the connector's spec says it needs besides Kafka and the offset store, from Airflow:
@@ -57,8 +62,11 @@ class ConnectorOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airconnect.hooks import VariableStore, kafka_config
 
-        config = validate(self.connector)
+        config = validate(self.connector).for_task(self.task_config)
         kafka = kafka_config(self.kafka_config_id or config["kafka.conn.id"])
+        if self.task_config is not None:
+            self.log.info("connector '%s', task %s of its split: %s", config.name, self.task_config.get("task"),
+                          {k: v for k, v in self.task_config.items() if k != "task"} or "all of its work")
         try:
             result = run(config, VariableStore(), kafka, **self.connector_resources(config))
         except PermanentError as exc:

@@ -156,9 +156,15 @@ def test_a_key_airconnect_would_not_honour_is_refused(key, value, expected):
     assert f"connector 'load-tenpo', key '{key}': " in str(err.value) and expected in str(err.value)
 
 
-def test_tasks_max_above_one_is_refused_until_tasks_are_spread():
-    jdbc = {"name": "jdbc-uriage", "config": {
+def test_tasks_max_splits_tables_into_disjoint_tasks_and_a_file_stays_one_task():
+    from airconnect.core.split import task_configs
+
+    jdbc = validate({"name": "jdbc-uriage", "config": {
         "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector", "db.conn.id": "pos", "mode": "bulk",
-        "table.whitelist": "uriage", "topic.prefix": "pos.", "tasks.max": "3"}}
-    with pytest.raises(ConfigError, match="connector 'jdbc-uriage', key 'tasks.max': must be 1 for now"):
-        validate(jdbc)
+        "table.whitelist": "uriage,zaiko,tenpo", "topic.prefix": "pos.", "tasks.max": "2"}})
+    assert task_configs(jdbc) == [{"task": 0, "tables": ["uriage", "tenpo"]}, {"task": 1, "tables": ["zaiko"]}]
+    assert len(task_configs(jdbc, max_tasks=9)) == 3  # never more tasks than tables
+    with pytest.raises(ConfigError, match="connector 'load-tenpo', key 'tasks.max': must be 1: a local file"):
+        validate({"name": "load-tenpo", "config": {**TUTORIAL_SOURCE["config"], "tasks.max": "2"}})
+    with pytest.raises(ConfigError, match="key 'topic.creation.default.partitions': expected an integer >= 1, or -1"):
+        validate({"name": "jdbc-uriage", "config": {**jdbc.raw, "topic.creation.default.partitions": "0"}})

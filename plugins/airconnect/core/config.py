@@ -21,7 +21,7 @@ import os
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -155,7 +155,12 @@ CONVERTERS: Final = (JSON_CONVERTER, STRING_CONVERTER)
 
 COMMON_KEYS: Final[tuple[Key, ...]] = (
     Key("connector.class", "string", doc="The connector's class: Kafka Connect's name or airconnect's."),
-    Key("tasks.max", "int", 1, "Kafka Connect's task count; each airconnect connector runs as one task.", minimum=1),
+    Key("tasks.max", "int", 1, "Kafka Connect's task count: the connector's work (tables, topic-partitions) split "
+        "into at most this many Airflow tasks (mapped), which Airflow's executor spreads over its workers.", minimum=1),
+    Key("airflow.max.active.tasks", "int", 0, "airconnect: at most this many of the connector's tasks run at once in "
+        "a DAG run (Airflow's max_active_tis_per_dagrun; 0: no limit but tasks.max).", minimum=0),
+    Key("airflow.pool", "string", "default_pool", "airconnect: the Airflow pool the connector's tasks take their slots "
+        "from (a pool shared by connectors bounds them together)."),
     Key("key.converter", "string", JSON_CONVERTER, "How record keys are written: JSON (the JDBC source's key struct).",
         choices=(JSON_CONVERTER,)),
     Key("value.converter", "string", JSON_CONVERTER, "How record values are written.", choices=CONVERTERS),
@@ -208,6 +213,9 @@ class ConnectorClass:
     holds: Callable[[ConnectorConfig], list[str]] | None = None
     #: Kafka Connect's ``taskConfigs``: the work split into at most ``max_tasks`` disjoint groups.
     task_configs: Callable[[ConnectorConfig, int], list[dict[str, Any]]] | None = None
+    #: A sink whose runner honours a task's share of its topic-partitions (``task["partitions"]``):
+    #: its work is split among ``tasks.max`` tasks like a consumer group's (see ``core/split.py``).
+    splits_partitions: bool = False
 
     def split(self, config: ConnectorConfig, max_tasks: int) -> list[dict[str, Any]]:
         """The connector's tasks (one, unless the class splits its work)."""
@@ -217,6 +225,31 @@ class ConnectorClass:
         keys = {k.name: k for k in COMMON_KEYS}
         keys.update({k.name: k for k in self.keys})
         return keys
+
+
+def _check_partitions(value: int) -> str | None:
+    return None if value == -1 or value >= 1 else "an integer >= 1, or -1 (the broker's num.partitions)"
+
+
+def _check_replication(value: int) -> str | None:
+    return None if value == -1 or value >= 1 else "an integer >= 1, or -1 (the broker's default.replication.factor)"
+
+
+#: KIP-158's topic creation keys, for sources (the worker's ``topic.creation.enable`` is implied):
+#: how the topics a source creates are made. ``topic.creation.groups`` is not supported.
+TOPIC_CREATION_KEYS: Final[tuple[Key, ...]] = (
+    Key("topic.creation.default.partitions", "int", 1, "Partitions of the topics the source creates (-1: the "
+        "broker's num.partitions); records are keyed, so a key's records stay in order in one partition.",
+        check=_check_partitions),
+    Key("topic.creation.default.replication.factor", "int", -1, "Replication factor of the topics the source "
+        "creates (-1: the broker's default.replication.factor).", check=_check_replication),
+)
+
+
+def new_topic_settings(cfg: ConnectorConfig) -> dict[str, int]:
+    """How a source's new topics are made (KIP-158 keys; 1 partition, the broker's replication if it has none)."""
+    return {"partitions": cfg.values.get("topic.creation.default.partitions", 1),
+            "replication_factor": cfg.values.get("topic.creation.default.replication.factor", -1)}
 
 
 def tasks_not_spread_yet(cfg: ConnectorConfig) -> None:
@@ -245,6 +278,15 @@ class ConnectorConfig:
     #: Its single message transforms (an ``airconnect.transforms.Chain``), or ``None``: the
     #: runtime applies them to every record (see ``airconnect.core.delivery``).
     transforms: Any = field(default=None, repr=False, compare=False)
+
+    #: One task's share of the work (Kafka Connect's task config, from :func:`airconnect.core.split.task_configs`):
+    #: ``{"task": i, "tables": [...]}``, ``{"task": i, "partitions": [[topic, p], ...]}``;
+    #: ``None``: all of it (one task).
+    task: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    def for_task(self, task: Mapping[str, Any] | None) -> ConnectorConfig:
+        """This definition, run as one of its tasks (``None``: all of the work)."""
+        return replace(self, task=dict(task) if task is not None else None)
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]

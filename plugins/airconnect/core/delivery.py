@@ -6,7 +6,10 @@ the same way for every source (the file source, the JDBC source, the retail scen
 publication):
 
 * one transactional producer per run (``transactional.id`` = ``airconnect-<name>``: starting it
-  fences an older one and aborts what that one left open);
+  fences an older one and aborts what that one left open); a source split into tasks
+  (``writer_per_partition``) has one per source partition instead (``airconnect-<name>-<digest of
+  the partition>``), so tasks never fence each other, and whichever task reads a partition next
+  fences a zombie that read it, however the split changed;
 * per source partition (a file, a table, a query), the offset to resume from: the Airflow
   Variable's, unless the journal (topic ``airconnect-offsets``) shows that the last run
   committed a batch after it and died before saving the Variable;
@@ -42,6 +45,7 @@ from airconnect.core.kafka_client import (
     committed_group_offsets,
     journal_key,
     read_to_end,
+    transactional_id,
 )
 from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
@@ -81,16 +85,22 @@ class SourceDelivery:
     """
 
     def __init__(self, name: str, store: KeyValueStore, kafka: Mapping[str, Any], *,
-                 topics: Sequence[str] = (), progress: Progress | None = None, config: ConnectorConfig | None = None):
+                 topics: Sequence[str] = (), progress: Progress | None = None,
+                 new_topics: Mapping[str, int] | None = None, writer_per_partition: bool = False, config: ConnectorConfig | None = None):
         self.name = name
         self.kafka = dict(kafka)
         self.offsets = Offsets(store, name)
         self.progress = progress
         self.admin = Admin(self.kafka)
+        self.new_topics = dict(new_topics or {})  # KIP-158: partitions, replication_factor
         for topic in topics:
-            self.admin.ensure_topic(topic)
+            self.ensure_topic(topic)
         self.admin.ensure_offsets_topic()
-        self.writer = SourceWriter(self.kafka, name)
+        self.per_partition = writer_per_partition
+        # Per partition: the writer of the partition last resumed (made by resume() before it
+        # reads the journal, so a zombie is fenced before its last commits are looked for).
+        self.writer: SourceWriter = None if writer_per_partition else SourceWriter(self.kafka, name)  # type: ignore[assignment]
+        self._writer_of: str | None = None
         self._previous: dict[str, dict[str, Any] | None] = {}
         self._open = False
         self._records = 0  # in the open batch
@@ -111,11 +121,26 @@ class SourceDelivery:
         self.close()
 
     def close(self) -> None:
-        self.writer.close()  # aborts an open batch: none of it becomes visible
+        if self.writer is not None:
+            self.writer.close()  # aborts an open batch: none of it becomes visible
 
     def ensure_topic(self, topic: str) -> None:
         """Create ``topic`` if it is missing (for topics known only as the run goes, a table's say)."""
-        self.admin.ensure_topic(topic)
+        self.admin.ensure_topic(topic, partitions=self.new_topics.get("partitions", 1),
+                                replication_factor=self.new_topics.get("replication_factor", -1))
+
+    def _use_writer(self, partition: dict[str, Any]) -> None:
+        """Per partition: the writer of ``partition`` (its own transactional id) becomes the current one."""
+        key = _pkey(partition)
+        if self._writer_of == key:
+            return
+        if self._open:
+            raise AssertionError(f"connector '{self.name}': a batch is open while switching to {key}")
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None  # type: ignore[assignment]
+        self.writer = SourceWriter(self.kafka, self.name, transactional_id=transactional_id(self.name, partition))
+        self._writer_of = key
 
     # -- offsets
 
@@ -128,6 +153,8 @@ class SourceDelivery:
         connector; read here when not given), or the journal's if the last run committed a batch
         after it and died before saving the Variable (then the Variable is repaired)."""
         partition = dict(partition)
+        if self.per_partition:
+            self._use_writer(partition)
         if stored is None:
             stored = self.stored(partition)
         offset = self.writer.recover(journal_key(self.name, partition), stored)
@@ -258,6 +285,7 @@ class SinkDelivery:
 
     def __init__(self, name: str, store: KeyValueStore, kafka: Mapping[str, Any], topics: Sequence[str], *,
                  group: str, dead_letters: SinkDeadLetters | None = None, progress: Progress | None = None,
+                 partitions: Sequence[Sequence[Any]] | None = None,
                  config: ConnectorConfig | None = None):
         self.name = name
         self.kafka = dict(kafka)
@@ -267,6 +295,10 @@ class SinkDelivery:
         self.dead = dead_letters
         self.progress = progress
         self.positions: dict[tuple[str, int], PartitionProgress] = {}
+        #: A task's share of the topics' partitions (``None``: all of them). Its checkpoints save
+        #: only these partitions' offsets, into the Variable the connector's tasks share.
+        self.only: set[tuple[str, int]] | None = (
+            None if partitions is None else {(str(t), int(p)) for t, p in partitions})
         self._committer = GroupCommitter(self.kafka, group)
         # Single message transforms (airconnect.transforms.runtime), if the definition has any.
         with_transforms = _transforms_of(name, config)
@@ -298,6 +330,8 @@ class SinkDelivery:
             topic, p = partition.get("kafka_topic"), partition.get("kafka_partition")
             if topic not in starts:
                 continue
+            if self.only is not None and (topic, p) not in self.only:
+                continue
             if isinstance(p, bool) or not isinstance(p, int) or p < 0:
                 raise self.offsets._fail(f"partition {partition} has no whole-number 'kafka_partition'")
             offset = self.offsets.get_int(partition, "kafka_offset")
@@ -305,7 +339,8 @@ class SinkDelivery:
                 starts[topic][p] = offset
         for topic, parts in starts.items():  # no Variable entry yet: the consumer group's commits
             if not parts:
-                parts.update(committed_group_offsets(self.kafka, self.group, topic))
+                parts.update({p: o for p, o in committed_group_offsets(self.kafka, self.group, topic).items()
+                              if self.only is None or (topic, p) in self.only})
         return starts
 
     def records(self, starts: Mapping[str, Mapping[int, int] | None] | None = None,
@@ -313,7 +348,7 @@ class SinkDelivery:
         """The committed records to read this run, from ``starts`` (default :meth:`starts`); with
         transforms, as they come out of them (see :mod:`airconnect.transforms.runtime`)."""
         messages = read_to_end(self.kafka, self.starts() if starts is None else starts, group_id=self.group,
-                               progress=self.positions, on_batch_end=on_batch_end)
+                               progress=self.positions, on_batch_end=on_batch_end, only=self.only)
         if self._transforms is None:
             return messages
         return self._transforms.records(messages, self.positions, self.dead)

@@ -14,10 +14,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -162,6 +163,14 @@ def sink_group_id(connector: str) -> str:
     return f"connect-{connector}"
 
 
+def transactional_id(connector: str, partition: Mapping[str, Any]) -> str:
+    """The ``transactional.id`` of one source partition's batches: ``airconnect-<connector>-<digest>``.
+    Whichever task (of whatever split) reads the partition uses it, so a later task fences a
+    zombie that read the same partition, however ``tasks.max`` changed in between."""
+    digest = hashlib.sha256(journal_key(connector, partition)).hexdigest()[:16]
+    return f"airconnect-{connector}-{digest}"
+
+
 def journal_key(connector: str, partition: Mapping[str, Any]) -> bytes:
     """Kafka Connect's offset key: ``["<connector>",{partition}]``."""
     return json.dumps([connector, dict(partition)], separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
@@ -188,20 +197,27 @@ def read_journal(conn: Mapping[str, Any], connector: str,
 class SourceWriter:
     """Produces a source's batches transactionally, each with its offset in the journal.
 
-    ``transactional.id`` is ``airconnect-<connector>``: starting a new writer fences any older
-    one (a zombie from a run that was thought dead) and aborts its open transaction, so records
-    of a batch whose offset was never committed are never read by read_committed consumers.
+    ``transactional.id`` is ``airconnect-<connector>`` (or ``transactional_id``: a source split
+    into tasks has one per source partition, see :func:`transactional_id`): starting a new writer
+    fences any older one with the same id (a zombie from a run, or a task on a lost worker, that
+    was thought dead) and aborts its open transaction, so records of a batch whose offset was
+    never committed are never read by read_committed consumers.
+
+    Keyed records go to the partition Kafka's Java clients choose (murmur2 of the key), so a
+    topic with several partitions holds each key where Kafka Connect would put it.
     """
 
     def __init__(self, conn: Mapping[str, Any], connector: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 extra: Mapping[str, Any] | None = None):
+                 extra: Mapping[str, Any] | None = None, transactional_id: str | None = None):
         self.conn = dict(conn)
         self.connector = connector
         self.timeout = timeout
+        self.transactional_id = transactional_id or f"airconnect-{connector}"
         cfg = client_config(conn)
         cfg.update({k[len(PRODUCER_PREFIX):]: v for k, v in conn.items() if k.startswith(PRODUCER_PREFIX)})
         cfg.update({
-            "transactional.id": f"airconnect-{connector}",
+            "transactional.id": self.transactional_id,
+            "partitioner": "murmur2_random",  # the Java producer's partitioner (null keys: any partition)
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
@@ -367,6 +383,7 @@ def read_to_end(
     batch_size: int = 10000,
     progress: dict[tuple[str, int], PartitionProgress] | None = None,
     on_batch_end: Callable[[], None] | None = None,
+    only: Collection[tuple[str, int]] | None = None,
 ) -> Iterator[Message]:
     """Yield the committed records of ``topics`` from the given start offsets up to the end of
     each partition as of the call (a bounded micro-batch).
@@ -374,6 +391,7 @@ def read_to_end(
     ``topics`` maps a topic to ``{partition: start offset}``; a missing partition (or ``None``
     for the whole topic) starts at the group's committed offset, else at the beginning.
     ``progress`` (if given) is filled with each partition's start, end and next offset.
+    ``only`` (if given): just these ``(topic, partition)`` (a sink task's share).
     """
     cfg = client_config(conn)
     cfg.update({
@@ -412,7 +430,8 @@ def read_to_end(
                 log.info("topic %s does not exist (yet): nothing to read", topic)
                 continue
             for p in sorted(meta.partitions):
-                wanted.append(TopicPartition(topic, p))
+                if only is None or (topic, p) in only:
+                    wanted.append(TopicPartition(topic, p))
         if group_id and wanted:
             found = with_retries(lambda: consumer.committed(wanted, timeout=timeout), conn,
                                  f"reading the committed offsets of group {group_id}", timeout)
@@ -540,5 +559,5 @@ def committed_group_offsets(conn: Mapping[str, Any], group_id: str, topic: str, 
 
 __all__ = [
     "OFFSETS_TOPIC", "OFFSET_BEGINNING", "Admin", "GroupCommitter", "PartitionProgress", "SourceWriter",
-    "commit_group_offsets", "committed_group_offsets", "journal_key", "kafka_error", "read_journal", "read_to_end",
+    "commit_group_offsets", "committed_group_offsets", "journal_key", "transactional_id", "kafka_error", "read_journal", "read_to_end",
 ]

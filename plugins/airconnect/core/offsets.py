@@ -59,6 +59,8 @@ class Offsets:
         self.connector = connector
         self.key = variable_key(connector)
         self._entries: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._changed: set[str] = set()  # partitions put since the load (what save writes)
+        self._replace = False  # clear() was called: save writes the whole document
         self._load()
 
     def _fail(self, what: str) -> OffsetError:
@@ -69,9 +71,13 @@ class Offsets:
         )
 
     def _load(self) -> None:
+        self._entries = self._read()
+
+    def _read(self) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        entries: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         raw = self.store.get(self.key)
         if raw is None or (isinstance(raw, str) and not raw.strip()):
-            return
+            return entries
         if isinstance(raw, str):
             try:
                 doc = json.loads(raw)
@@ -88,7 +94,8 @@ class Offsets:
             if offset is not None and not isinstance(offset, dict):
                 raise self._fail(f"entry {i} has an 'offset' that is not an object: {offset!r}")
             if offset is not None:
-                self._entries[partition_id(entry["partition"])] = (entry["partition"], offset)
+                entries[partition_id(entry["partition"])] = (entry["partition"], offset)
+        return entries
 
     def get(self, partition: Mapping[str, Any]) -> dict[str, Any] | None:
         found = self._entries.get(partition_id(partition))
@@ -111,17 +118,32 @@ class Offsets:
 
     def put(self, partition: Mapping[str, Any], offset: Mapping[str, Any]) -> None:
         """Change an offset in memory; :meth:`save` writes it."""
-        self._entries[partition_id(partition)] = (dict(partition), dict(offset))
+        pid = partition_id(partition)
+        self._entries[pid] = (dict(partition), dict(offset))
+        self._changed.add(pid)
 
     def document(self) -> dict[str, Any]:
         return {"offsets": [{"partition": p, "offset": o} for p, o in self._entries.values()]}
 
     def save(self) -> None:
+        """Write the partitions put since the load into the store, read again just before: the
+        tasks of one connector (each with its own tables or topic-partitions) share its Variable,
+        and one task's save never rolls back another's entries (read-modify-write per partition).
+        After :meth:`clear`, the whole document is written."""
+        if not self._replace:
+            current = self._read()
+            current.update({pid: self._entries[pid] for pid in self._changed if pid in self._entries})
+            self._entries = current
         self.store.set(self.key, json.dumps(self.document(), ensure_ascii=False, sort_keys=True))
+        self._changed.clear()
+        self._replace = False
         failpoint("offsets.saved")
 
     def clear(self) -> None:
+        """Forget every offset; the next :meth:`save` writes only what was put since."""
         self._entries.clear()
+        self._changed.clear()
+        self._replace = True
 
 
 # --- shapes of offsets, for the specs' checks of a KIP-875 alter request (each returns what is wrong, or None)

@@ -71,7 +71,7 @@ from airconnect.connectors.jdbc.dialect import Dialect, _db_error, _detail, _mis
 from airconnect.connectors.jdbc.offset import UTC, from_micros, micros_of, ts_micros_from_offset, ts_offset
 from airconnect.connectors.jdbc.rows import Column, Fragments, describe_columns, fragments_for, values_writer
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE, topic_name
-from airconnect.core.config import ConnectorConfig
+from airconnect.core.config import ConnectorConfig, new_topic_settings
 from airconnect.core.delivery import SourceDelivery
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
 from airconnect.core.jsonexact import iso_utc
@@ -209,7 +209,9 @@ class JdbcSource:
         prefix = self.config["topic.prefix"]
         if self.config["query"]:
             return [({"query": "query"}, self.config["query"], topic_name(prefix))]
-        return [({"table": t}, t, topic_name(prefix, t)) for t in self.config["table.whitelist"]]
+        task = self.config.task  # one task of a split: its tables only (offsets stay keyed by table)
+        tables = task["tables"] if task is not None and "tables" in task else self.config["table.whitelist"]
+        return [({"table": t}, t, topic_name(prefix, t)) for t in tables]
 
     def run(self) -> JdbcSourceResult:
         result = JdbcSourceResult(self.name)
@@ -222,7 +224,8 @@ class JdbcSource:
         try:
             dialect = dialect_of(conn)
             dialect.prepare_session(conn)
-            with SourceDelivery(self.name, self.store, self.kafka, progress=progress) as delivery:
+            with SourceDelivery(self.name, self.store, self.kafka, progress=progress,
+                                new_topics=new_topic_settings(self.config), writer_per_partition=True) as delivery:
                 for partition, source, topic in self.sources():
                     delivery.ensure_topic(topic)
                     table = TableResult(source if "table" in partition else "query", topic)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, check_timezone, tasks_not_spread_yet
+from airconnect.core.config import TOPIC_CREATION_KEYS, ConnectorClass, ConnectorConfig, Key, check_timezone
 from airconnect.core.errors import ConfigError
 from airconnect.core.offsets import only_keys, whole_number
 
@@ -66,7 +66,6 @@ def _check_names(cfg: ConnectorConfig) -> None:
 
 def _check(cfg: ConnectorConfig) -> None:
     name = cfg.name
-    tasks_not_spread_yet(cfg)
     if cfg["errors.tolerance"] != "none":
         raise ConfigError("must be 'none': the JDBC source has no dead-letter topic; a value it cannot convert "
                           "(a NaN or infinite number) stops the run at that row", connector=name, key="errors.tolerance")
@@ -113,6 +112,7 @@ JDBC_SOURCE = ConnectorClass(
         Key("reconcile.on.mismatch", "string", "fail", "When the table holds more rows at or below the offset than "
             "were delivered (rows committed behind the offset, which polling cannot read): stop the run, or warn "
             "and run on.", choices=("fail", "warn")),
+        *TOPIC_CREATION_KEYS,
     ),
     doc="Reads database tables incrementally, one record per row.",
     check=_check,
@@ -144,11 +144,11 @@ def _task_configs(config: ConnectorConfig, max_tasks: int) -> list[dict[str, Any
     query is one task). Offsets stay keyed by table, so changing the split loses nothing."""
     tables = list(config["table.whitelist"] or [])
     if not tables:
-        return [{}]
+        return [{"task": 0}]
     groups: list[list[str]] = [[] for _ in range(min(len(tables), max(1, max_tasks)))]
     for i, table in enumerate(tables):
         groups[i % len(groups)].append(table)
-    return [{"tables": group} for group in groups]
+    return [{"task": i, "tables": group} for i, group in enumerate(groups)]
 
 
 def _check_offset_shape(partition: Mapping[str, Any], offset: Mapping[str, Any] | None) -> str | None:

@@ -221,7 +221,9 @@ class S3Sink:
         progress = Progress(log, f"connector '{self.name}' ({', '.join(self.topics)} -> s3://{bucket.name}/{self.topics_dir})")
         bucket.check()  # before consuming: a missing bucket or bad credentials touch no offset
         dead = SinkDeadLetters(self.config, self.kafka, self.topics) if tolerates(self.config) else None
-        delivery = SinkDelivery(self.name, self.store, self.kafka, self.topics, group=self.group, dead_letters=dead)
+        task = self.config.task  # one task of a split: its topic-partitions only
+        delivery = SinkDelivery(self.name, self.store, self.kafka, self.topics, group=self.group, dead_letters=dead,
+                                partitions=task.get("partitions") if task is not None else None)
         starts = delivery.starts()
         # Each object carries the id of its topic's life, asked once per run (again, once, for a
         # topic that did not exist yet when the run started and has records by the time it is read).

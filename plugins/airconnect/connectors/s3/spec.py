@@ -6,7 +6,7 @@ import logging
 from typing import Any, Final
 
 from airconnect.connectors.s3.parquet import CODECS
-from airconnect.core.config import JSON_CONVERTER, ConnectorClass, ConnectorConfig, Key, check_timezone, tasks_not_spread_yet
+from airconnect.core.config import JSON_CONVERTER, ConnectorClass, ConnectorConfig, Key, check_timezone
 from airconnect.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ def _check_flush_bytes(value: int) -> str | None:
 
 def _check_s3_sink(cfg: ConnectorConfig) -> None:
     """What the S3 sink cannot honour among the keys every connector accepts."""
-    tasks_not_spread_yet(cfg)
     if cfg["format.class"] == PARQUET_FORMAT and cfg["s3.compression.type"] != "none":
         raise ConfigError("must be 'none' with ParquetFormat: Parquet compresses inside the file; choose its codec "
                           "with 'parquet.codec'", connector=cfg.name, key="s3.compression.type")
@@ -94,6 +93,7 @@ S3_SINK = ConnectorClass(
     runner=lambda config, store, kafka, s3_client=None: _sink()(config, store, kafka, s3_client),
     topics=lambda config: list(config["topics"]),
     resources=("s3_client",),
+    splits_partitions=True,
 )
 
 
