@@ -210,7 +210,7 @@ class SourceDelivery:
 
         for out_topic, key, value, headers in self._transforms.records(topic, values, keys, on_dead):
             if out_topic not in self._topics:
-                self.admin.ensure_topic(out_topic)
+                self.ensure_topic(out_topic)  # with topic.creation.* (KIP-158) like the others
                 self._topics.add(out_topic)
             self.writer.produce(out_topic, value, key, headers=cast("list[tuple[str, bytes]]", headers))
             self._records += 1
