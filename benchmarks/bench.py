@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 import connect as kc  # noqa: E402
 
 ALL_CASES = ("file_source", "file_sink", "jdbc_pg", "jdbc_mariadb", "s3_sink", "scaling", "airflow",
-             "jdbc_sink_pg", "jdbc_sink_mariadb")
+             "jdbc_sink_pg", "jdbc_sink_mariadb", "cdc_pg")
 MB = 1024 * 1024
 
 # Targets from issue #6.
@@ -488,6 +488,11 @@ class Bench:
         import jdbc_sink_case
 
         jdbc_sink_case.run(self, "mysql")
+
+    def case_cdc_pg(self) -> None:
+        import cdc_case
+
+        cdc_case.run(self)
 
     def case_airflow(self) -> None:
         import airflow_case

@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+import orjson
+
 from airconnect.core.errors import DataError
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+#: The hot path's encoder: compact, raw UTF-8 (as Jackson writes), a few times faster than json's.
+dumps: Final = orjson.dumps
 EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
 #: Debezium's snapshot marker values (io.debezium.data.Enum "allowed").
 SNAPSHOT_ALLOWED: Final = "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"
@@ -324,14 +328,17 @@ class TableEvents:
     def key(self, row: Mapping[str, Any]) -> bytes | None:
         if not self.key_columns:
             return None
-        payload = _dumps({c.name: row.get(c.name) for c in self.key_columns}).encode()
+        payload = dumps({c.name: row.get(c.name) for c in self.key_columns})
         return self._key_head + payload + b"}" if self.key_schemas else payload
 
-    def value(self, before: dict[str, Any] | None, after: dict[str, Any] | None, source: dict[str, Any],
+    def value(self, before: dict[str, Any] | None, after: dict[str, Any] | None, source: bytes,
               op: str, now_ns: int | None = None) -> bytes:
+        """The change event; ``source`` is its source block, already JSON (:func:`dumps`)."""
         ns = time.time_ns() if now_ns is None else now_ns
-        payload = _dumps({"before": before, "after": after, "source": source, "transaction": None, "op": op,
-                          "ts_ms": ns // 1_000_000, "ts_us": ns // 1000, "ts_ns": ns}).encode()
+        payload = (b'{"before":' + (b"null" if before is None else dumps(before))
+                   + b',"after":' + (b"null" if after is None else dumps(after))
+                   + b',"source":' + source + b',"transaction":null,"op":"' + op.encode()
+                   + b'","ts_ms":%d,"ts_us":%d,"ts_ns":%d}' % (ns // 1_000_000, ns // 1000, ns))
         return self._value_head + payload + b"}" if self.value_schemas else payload
 
 

@@ -35,6 +35,7 @@ from airconnect.connectors.cdc.events import (
     bytes_column,
     date_column,
     decimal_column,
+    dumps,
     float_column,
     int_column,
     source_schema,
@@ -295,10 +296,13 @@ class MariaDbCdcSource:
         values: list[bytes | None] = []
         keys: list[bytes | None] = []
 
+        sources = {m: dumps(self._source(info, ts_ms=ts_ms, snapshot=m, server_id=0, gtid=None, file=file, pos=pos,
+                                         row=0))
+                   for m in ("first", "first_in_data_collection", "true", "last_in_data_collection", "last")}
+
         def emit(row: tuple[Any, ...], marker: str) -> None:
             after = enc.row(dict(zip(names, row)))
-            values.append(enc.value(None, after, self._source(info, ts_ms=ts_ms, snapshot=marker, server_id=0,
-                                                             gtid=None, file=file, pos=pos, row=0), "r"))
+            values.append(enc.value(None, after, sources[marker], "r"))
             keys.append(enc.key(after))
 
         while True:
@@ -444,8 +448,8 @@ class MariaDbCdcSource:
         enc = self._enc(info)
         ts_ms = int(ev.timestamp) * 1000
         for i, row in enumerate(ev.rows):
-            source = self._source(info, ts_ms=ts_ms, snapshot="false", server_id=ev.packet.server_id, gtid=gtid,
-                                  file=file, pos=pos, row=i)
+            source = dumps(self._source(info, ts_ms=ts_ms, snapshot="false", server_id=ev.packet.server_id,
+                                        gtid=gtid, file=file, pos=pos, row=i))
             try:
                 if isinstance(ev, UpdateRowsEvent):
                     before = enc.row(self._named(info, row["before_values"]))

@@ -28,8 +28,9 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Final
+
+import orjson
 
 from airconnect.connectors.cdc.events import (
     Column,
@@ -39,6 +40,7 @@ from airconnect.connectors.cdc.events import (
     bytes_column,
     date_column,
     decimal_column,
+    dumps,
     float_column,
     int_column,
     micros_of_naive,
@@ -406,16 +408,20 @@ class PostgresCdcSource:
         values: list[bytes | None] = []
         keys: list[bytes | None] = []
 
+        sources = {m: dumps(self._source(info, ts_us=ts_us, snapshot=m, tx=None, lsn=lsn, sequence=sequence))
+                   for m in ("first", "first_in_data_collection", "true", "last_in_data_collection", "last")}
+        now = time.time_ns()
+
         def emit(row: tuple[Any, ...], marker: str) -> None:
             after = enc.row(dict(zip(names, row)))
-            values.append(enc.value(None, after, self._source(info, ts_us=ts_us, snapshot=marker, tx=None, lsn=lsn,
-                                                             sequence=sequence), "r"))
+            values.append(enc.value(None, after, sources[marker], "r", now))
             keys.append(enc.key(after))
 
         while True:
             rows = cur.fetchmany(FETCH)
             if not rows:
                 break
+            now = time.time_ns()
             for row in rows:
                 if pending is not None:
                     emit(pending, ("first" if first_table else "first_in_data_collection") if first else "true")
@@ -460,7 +466,7 @@ class PostgresCdcSource:
         cur = conn.cursor()
         try:
             cur.execute(f"SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, %s, "
-                        f"{WAL2JSON_OPTIONS})", (self.slot, end, self.batch))
+                        f"{WAL2JSON_OPTIONS}{self._add_tables()})", (self.slot, end, self.batch))
             rows = cur.fetchall()
         except Exception as exc:  # noqa: BLE001
             raise PermanentError(f"{self._what()}, key 'slot.name': reading slot '{self.slot}': "
@@ -473,7 +479,7 @@ class PostgresCdcSource:
         pending: list[tuple[str, bytes | None, bytes | None]] = []
         tx_ts_us = 0
         last_commit: int | None = done or None
-        loads = json.JSONDecoder(parse_float=Decimal).decode
+        loads = _loads
         for lsn_s, xid_s, data in rows:
             doc = loads(data)
             action = doc["action"]
@@ -504,6 +510,14 @@ class PostgresCdcSource:
         failpoint("cdc.advanced")
         return last
 
+    def _add_tables(self) -> str:
+        """wal2json's own table filter when ``table.include.list`` names tables literally
+        (``public\\.sales``): other tables' changes are then not even written as JSON."""
+        names = [p.pattern.replace("\\.", ".") for p in self.patterns]
+        if not names or not all(re.fullmatch(r"[A-Za-z0-9_]+\.[A-Za-z0-9_]+", n) for n in names):
+            return ""
+        return ",'add-tables','" + ",".join(names) + "'"
+
     def _send(self, delivery: SourceDelivery, events: list[tuple[str, bytes | None, bytes | None]]) -> None:
         i = 0
         while i < len(events):
@@ -527,7 +541,7 @@ class PostgresCdcSource:
         cols = doc.get("columns")
         enc = self._events_for(info, [(c["name"], c["type"]) for c in cols] if cols else None)
         sequence = json.dumps([str(last_commit) if last_commit else None, str(lsn)], separators=(",", ":"))
-        source = self._source(info, ts_us=ts_us, snapshot="false", tx=xid, lsn=lsn, sequence=sequence)
+        source = dumps(self._source(info, ts_us=ts_us, snapshot="false", tx=xid, lsn=lsn, sequence=sequence))
         try:
             after = enc.row({c["name"]: c["value"] for c in cols}) if cols else None
             identity = {c["name"]: c["value"] for c in doc.get("identity", [])}
@@ -575,6 +589,17 @@ def constant(expr: str | None) -> Any:
     if expr in ("true", "false"):
         return expr
     return None
+
+
+#: wal2json writes numeric values as JSON numbers; quoted first, they stay exact (orjson would
+#: read them as doubles).
+_NUMERIC_VALUE = re.compile(r'("type":"numeric[^"]*","value":)(-?[0-9][0-9.eE+-]*)')
+
+
+def _loads(data: str) -> Any:
+    if '"type":"numeric' in data:
+        data = _NUMERIC_VALUE.sub(r'\1"\2"', data)
+    return orjson.loads(data)
 
 
 def _commit_micros(text: str) -> int:
