@@ -741,14 +741,14 @@ def restart_connector_(name: str, *, include_tasks: bool = False, only_failed: b
 @app.post("/connectors", status_code=201)
 async def post_connector(request: Request) -> JSONResponse:
     info, _ = create_connector(await _json(request))
-    return JSONResponse(status_code=201, content=info, headers={"Location": f"/connectors/{info['name']}"})
+    return JSONResponse(status_code=201, content=info, headers={"Location": _location(request, info["name"])})
 
 
 @app.put("/connectors/{name}/config")
 async def put_config(name: str, request: Request) -> JSONResponse:
     info, created = put_connector_config(name, await _json(request))
     if created:
-        return JSONResponse(status_code=201, content=info, headers={"Location": f"/connectors/{name}"})
+        return JSONResponse(status_code=201, content=info, headers={"Location": _location(request, name)})
     return JSONResponse(status_code=200, content=info)
 
 
@@ -761,6 +761,11 @@ async def patch_config(name: str, request: Request) -> dict[str, Any]:
 def delete_connector_endpoint(name: str) -> Response:
     delete_connector(name)
     return Response(status_code=204)
+
+
+def _location(request: Request, name: str) -> str:
+    """The new connector's path, under the prefix the app is mounted at (``/airconnect``)."""
+    return f"{request.scope.get('root_path', '')}/connectors/{name}"
 
 
 async def _json(request: Request) -> Any:

@@ -592,6 +592,16 @@ def test_the_airflow_api_server_serves_it_with_a_token(env, names, tmp_path):
         assert {names["source"], names["sink"], names["file"]} <= set(r.json())
         status = httpx.get(f"{base}/airconnect/connectors/{names['sink']}/status", headers=headers, timeout=30).json()
         assert status["connector"]["state"] in ("RUNNING", "PAUSED", "FAILED") and status["dag_id"] == f"connector_{names['sink']}"
+        # Created and deleted through the real server: Location is under the app's prefix.
+        created = f"load-served-{names['topic'][-10:]}"
+        try:
+            r = httpx.post(f"{base}/airconnect/connectors", headers=headers, timeout=30, json={"name": created, "config": {
+                "connector.class": "FileStreamSource", "file": "zaiko/latest.txt", "topic": names["topic"]}})
+            assert r.status_code == 201 and r.headers["location"] == f"/airconnect/connectors/{created}", r.text
+            r = httpx.delete(f"{base}/airconnect/connectors/{created}", headers=headers, timeout=30)
+            assert r.status_code == 204, r.text
+        finally:
+            forget(created)
     finally:
         os.killpg(proc.pid, 15)
         try:
