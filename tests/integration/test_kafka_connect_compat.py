@@ -18,7 +18,7 @@ from airconnect.core.runtime import run
 from helpers import file_sink, file_source, read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
-LINES = "ITEM001,SHOP001,929,2018-10-01 01:01:01\nITEM002,SHOP001,480,2018-10-01 01:01:01\nITEM010,SHOP001,12,お茶 500ml\n"
+LINES = "ITEM001,SHOP001,929,2018-10-01 01:01:01\nITEM002,SHOP001,480,2018-10-01 01:01:01\nITEM010,SHOP001,12,お茶 500ml 🍵\n"
 
 
 def _kafka_libs() -> Path:

@@ -22,6 +22,16 @@ def test_non_ascii_is_written_raw_and_specials_escaped_like_jackson():
     assert json.loads(value)["payload"] == 'お茶 500ml,"quoted"\\\t\x01'
 
 
+def test_characters_beyond_the_bmp_and_control_characters_as_connects_jackson_writes_them():
+    # Kafka Connect's JsonConverter (Jackson's UTF8JsonGenerator) escapes each half of a surrogate
+    # pair and writes control characters with upper-case hex; tests/smt/cases.json holds the same
+    # bytes from Connect's own converter.
+    value = StringValueWriter()("在庫 😀,\x1f")
+    assert value == b'{"schema":{"type":"string","optional":false},"payload":"' + "在庫".encode() + b' \\uD83D\\uDE00,\\u001F"}'
+    assert StringValueWriter(schemas_enable=False)("🍙") == b'"\\uD83C\\uDF59"'
+    assert not plain_lines("おにぎり 🍙".encode())
+
+
 def test_schemaless_and_string_converters():
     assert StringValueWriter(JSON_CONVERTER, schemas_enable=False)("a,b") == b'"a,b"'
     assert StringValueWriter(STRING_CONVERTER)("김치,b") == "김치,b".encode()

@@ -5,9 +5,9 @@ JsonConverter with ``schemas.enable=true`` writes a string as::
 
     {"schema":{"type":"string","optional":false},"payload":"ITEM001,SHOP001,929,2018-10-01 01:01:01"}
 
-Jackson, which Connect uses, escapes ``"``, ``\\`` and control characters and writes every
-other character as raw UTF-8; ``json.dumps(ensure_ascii=False)`` with compact separators does
-the same.
+Jackson, which Connect uses, escapes ``"``, ``\\`` and control characters (``\\u001F``, upper-case
+hex), writes each character beyond U+FFFF as an escaped surrogate pair (``\\uD83D\\uDE00``) and
+every other character as raw UTF-8: :func:`airconnect.core.data.json_string`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import re
 from typing import Any, Final
 
 from airconnect.core.config import JSON_CONVERTER, STRING_CONVERTER
+from airconnect.core.data import json_string
 from airconnect.core.errors import DataError
 
 _STRING_ENVELOPE_HEAD: Final = b'{"schema":{"type":"string","optional":false},"payload":'
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 #: The bytes JSON escapes in a string (``"``, ``\\``, control characters); ``\n`` is left out
 #: because it separates lines. A ``\r`` is one of them, so CRLF text never takes the plain path.
-_JSON_SPECIAL: Final = re.compile(rb'[\x00-\x09\x0b-\x1f"\\]')
+#: So are the lead bytes of characters beyond U+FFFF, which Jackson writes as escaped surrogates.
+_JSON_SPECIAL: Final = re.compile(rb'[\x00-\x09\x0b-\x1f"\\\xf0-\xf4]')
 
 
 def plain_lines(data: bytes) -> bool:
@@ -52,7 +54,7 @@ class StringValueWriter:
     def __call__(self, text: str) -> bytes:
         if self.converter == STRING_CONVERTER:
             return text.encode("utf-8")
-        encoded = _dumps(text).encode("utf-8")
+        encoded = json_string(text).encode("utf-8")
         if self.schemas_enable:
             return _STRING_ENVELOPE_HEAD + encoded + b"}"
         return encoded
