@@ -89,14 +89,21 @@ class _Chunks:
     driver waits for them without the GIL) while the records of these are made and produced, so
     the run takes about the longer of the two rather than their sum. At most one chunk waits:
     memory stays a chunk or two, whatever the table's size. A fetch's error is raised by
-    :meth:`next`, where the fetch would have raised it."""
+    :meth:`next`, where the fetch would have raised it.
 
-    def __init__(self, cur: Any, size: int):
+    ``ahead=False`` fetches in :meth:`next` itself: for MySQL/MariaDB's ``SSCursor``, whose rows
+    stream anyway (the server sends ahead into the connection while the client works; and
+    mysqlclient lets go of the GIL for every row, which a second thread would turn into a
+    hand-over per row)."""
+
+    def __init__(self, cur: Any, size: int, ahead: bool = True):
         self._cur, self._size = cur, size
         self._ready: queue.Queue[tuple[Sequence[Sequence[Any]] | None, BaseException | None]] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fetch, name="airconnect-jdbc-fetch", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if ahead:
+            self._thread = threading.Thread(target=self._fetch, name="airconnect-jdbc-fetch", daemon=True)
+            self._thread.start()
 
     def _fetch(self) -> None:
         try:
@@ -118,6 +125,8 @@ class _Chunks:
 
     def next(self) -> Sequence[Sequence[Any]]:
         """The next chunk; empty at the end."""
+        if self._thread is None:
+            return cast(Sequence[Sequence[Any]], self._cur.fetchmany(self._size))
         rows, error = self._ready.get()
         if error is not None:
             raise error
@@ -126,7 +135,7 @@ class _Chunks:
     def close(self) -> None:
         """Stops fetching (after a fetch under way) before the cursor may be closed."""
         self._stop.set()
-        while self._thread.is_alive():
+        while self._thread is not None and self._thread.is_alive():
             try:
                 self._ready.get_nowait()
             except queue.Empty:
@@ -352,7 +361,7 @@ class JdbcSource:
                             raise DataError(f"{what}: row {ident(row)}: {exc}") from None
                     raise
 
-            chunks = _Chunks(cur, fetch)
+            chunks = _Chunks(cur, fetch, ahead=dialect.name == "postgres")
             if self.mode == "bulk":
                 self._bulk(chunks, delivery, topic, records, table, what)
                 return
