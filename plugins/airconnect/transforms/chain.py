@@ -22,6 +22,7 @@ from airconnect.core.data import (
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.transforms.base import OptionError, Plugin, Predicate, Transform, parse_list
 from airconnect.transforms.csvline import ParseCsvKey, ParseCsvValue
+from airconnect.transforms.debezium import ExtractNewRecordState
 from airconnect.transforms.fields import (
     CastKey,
     CastValue,
@@ -62,7 +63,7 @@ TRANSFORM_CLASSES: Final[tuple[type[Transform], ...]] = (
     ValueToKey, ExtractFieldKey, ExtractFieldValue, HoistFieldKey, HoistFieldValue, CastKey, CastValue,
     TimestampConverterKey, TimestampConverterValue, FlattenKey, FlattenValue, RegexRouter, TimestampRouter,
     Filter, HeaderFromKey, HeaderFromValue, InsertHeader, DropHeaders, SetSchemaMetadataKey, SetSchemaMetadataValue,
-    ParseCsvKey, ParseCsvValue,
+    ParseCsvKey, ParseCsvValue, ExtractNewRecordState,
 )
 PREDICATE_CLASSES: Final[tuple[type[Predicate], ...]] = (TopicNameMatches, HasHeaderKey, RecordIsTombstone)
 
