@@ -11,7 +11,7 @@ say() { printf '[setup] %s\n' "$*"; }
 # mysqlclient needs to build, Chromium for the UI test, a Japanese font for the forecast charts,
 # PostgreSQL's wal2json output plugin for change data capture, and javac for the test that runs
 # Kafka Connect's own transforms (tests/smt/SmtHarness.java).
-DEB_PACKAGES=(openjdk-17-jre-headless openjdk-17-jdk-headless maven postgresql "postgresql-$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1 || echo 15)-wal2json" mariadb-server mariadb-client libmariadb-dev pkg-config gcc python3-venv chromium fonts-ipafont-gothic)
+DEB_PACKAGES=(openjdk-17-jre-headless openjdk-17-jdk-headless maven postgresql "postgresql-$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1 || echo 15)-wal2json" mariadb-server mariadb-client libmariadb-dev redis-server pkg-config gcc python3-venv chromium fonts-ipafont-gothic)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   case "$p" in

@@ -7,14 +7,14 @@
 #   scripts/stack.sh status                one line per service
 #   scripts/stack.sh kill-broker N         SIGKILL Kafka broker N (reliability tests)
 #
-# Services: kafka, postgres, mariadb, s3. AIRCONNECT_KAFKA_BROKERS=3 starts a 3-broker KRaft cluster.
+# Services: kafka, postgres, mariadb, s3, redis (the CeleryExecutor's broker). AIRCONNECT_KAFKA_BROKERS=3 starts a 3-broker KRaft cluster.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 STACK="$AIRCONNECT_STACK_DIR"
 KAFKA_LIBS="${AIRCONNECT_KAFKA_LIBS:-$STACK/kafka-libs}"  # shared by a second stack folder (the broker-failure test)
 DEBEZIUM_LIBS="${AIRCONNECT_DEBEZIUM_LIBS:-$STACK/debezium-libs}"  # Debezium's connectors, for the CDC comparison
-ALL_SERVICES=(kafka postgres mariadb s3)
+ALL_SERVICES=(kafka postgres mariadb s3 redis)
 
 say() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }

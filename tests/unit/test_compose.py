@@ -34,7 +34,8 @@ def _env(service: dict) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {k: str(v) for k, v in env.items()}
+    # As compose resolves them with no variable set: ${VAR:-default} is the default.
+    return {k: re.sub(r"\$\{[A-Za-z0-9_]+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
 
 
 def _host_ports(service: dict) -> dict[int, int]:
