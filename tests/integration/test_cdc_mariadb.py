@@ -161,7 +161,7 @@ def test_sigkill_at_every_step_delivers_everything_once(maria, tmp_path):
     kills = (child("kafka.produced:1") == -signal.SIGKILL) + (child("cdc.snapshot_committed:1") == -signal.SIGKILL)
     assert kills == 2
     next_id = 100
-    for round_, point in enumerate([f"{p}:{n}" for n in (1, 2) for p in POINTS]):
+    for round_, point in enumerate([f"{p}:{n}" for p in POINTS for n in ((1, 2) if p.startswith("cdc.") else (2,))]):
         for _ in range(3):
             maria.sql(f"START TRANSACTION; INSERT INTO {sales} (id, item) VALUES ({next_id}, 'r{round_}'), "
                       f"({next_id + 1}, 'r{round_}'); COMMIT")
@@ -169,7 +169,7 @@ def test_sigkill_at_every_step_delivers_everything_once(maria, tmp_path):
         maria.sql(f"DELETE FROM {sales} WHERE id = {next_id - 1}")
         kills += child(point) == -signal.SIGKILL
         assert child(None) == 0
-    assert kills >= 10
+    assert kills >= 8
     events = maria.events(sales)
     assert sorted(e["after"]["id"] for e in events if e and e["op"] == "r") == [1, 2, 3]
     assert sorted(e["after"]["id"] for e in events if e and e["op"] == "c") == list(range(100, next_id))

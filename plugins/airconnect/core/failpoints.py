@@ -23,6 +23,9 @@ The points, in the order a run passes them:
 ``orders.committed``        the orders are committed
 ``view.applied``            inventory changes are in the open database transaction
 ``view.committed``          they are committed; the view's offsets are not saved
+``cdc.snapshot_committed``  a CDC source's first snapshot is committed and saved
+``cdc.committed``           a CDC batch is committed and saved; the slot is not advanced
+``cdc.advanced``            the PostgreSQL slot is advanced past that batch
 ==========================  ============================================================
 """
 
