@@ -292,6 +292,9 @@ def test_odd_table_names_are_quoted(db, unique):
     prefixed = db.table(f"kafka_{topic}")
     db.run(f"sink-test-{unique}-x", topic, table_name_format="kafka_${topic}", auto_create="true")
     assert db.rows(prefixed) == [("ITEM001", "SHOP001", 5)]
+    # A name the database would cut (PostgreSQL: 63 bytes) or refuse (MariaDB: 64 characters) is refused first.
+    with pytest.raises(DataError, match=r"key 'table.name.format'.*at most 6[34]"):
+        db.run(f"sink-test-{unique}-long", topic, table_name_format="t" * 70, auto_create="true")
 
 
 def test_a_value_that_does_not_fit_goes_to_the_dead_letters_or_stops_the_run(db, unique):

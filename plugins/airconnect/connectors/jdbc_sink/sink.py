@@ -685,6 +685,12 @@ class Table:
         """The table has a column for each of the layout's, or gets one (auto.create, auto.evolve)."""
         sink, sql = self.sink, self.sink.sql
         existing = self.columns()
+        if existing is None or sink.config["auto.evolve"]:
+            for name, what, key in [(p, "table", "table.name.format") for p in self.name.split(".")] + [
+                    (c.name, "column", "fields.whitelist") for c in layout.columns]:
+                problem = sql.name_problem(name)
+                if problem:  # PostgreSQL would silently cut it, and the next run not find it
+                    raise RecordError(f"the {what} name {name!r} is {problem}", key=key, fatal=True)
         if existing is None:
             if not sink.config["auto.create"]:
                 raise RecordError(f"table {self.name!r} does not exist; create it, or set auto.create=true to have "

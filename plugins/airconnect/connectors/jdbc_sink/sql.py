@@ -84,6 +84,15 @@ class SinkSql:
         quoted = self.dialect.quote(name, dotted=True)
         return quoted.replace("%", "%%") if params else quoted
 
+    def name_problem(self, name: str) -> str | None:
+        """What makes ``name`` unusable as a table or column name here (PostgreSQL cuts names
+        longer than 63 bytes; MariaDB refuses more than 64 characters), or ``None``."""
+        if self.postgres and len(name.encode("utf-8")) > 63:
+            return f"{len(name.encode('utf-8'))} bytes long; PostgreSQL keeps at most 63"
+        if not self.postgres and len(name) > 64:
+            return f"{len(name)} characters long; MariaDB takes at most 64"
+        return None
+
     # -- types and DDL
 
     def sql_type(self, col: Column) -> str:
