@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 import connect as kc  # noqa: E402
 
-ALL_CASES = ("file_source", "file_sink", "jdbc_pg", "jdbc_mariadb", "s3_sink", "scaling", "airflow",
+ALL_CASES = ("file_source", "file_sink", "jdbc_pg", "jdbc_mariadb", "s3_sink", "scaling", "scaling_tasks", "airflow",
              "jdbc_sink_pg", "jdbc_sink_mariadb", "cdc_pg")
 MB = 1024 * 1024
 
@@ -494,6 +494,11 @@ class Bench:
 
         cdc_case.run(self)
 
+    def case_scaling_tasks(self) -> None:
+        import scaling_tasks_case
+
+        scaling_tasks_case.run(self)
+
     def case_airflow(self) -> None:
         import airflow_case
 
@@ -517,7 +522,7 @@ class Bench:
                 mbs = f"{m['mb_per_s']:.1f}" if m["mb_per_s"] else "-"
                 lines.append(f"{case:<13} {variant:<11} {m['records'] or 0:>10,.0f} {m['records_per_s'] or 0:>11,.0f} "
                              f"{mbs:>7} {m['peak_rss_mb'] or 0:>11.0f} {ratio:>24}")
-            if case == "scaling":
+            if case in ("scaling", "scaling_tasks"):
                 for k, v in s["ratios"].items():
                     lines.append(f"{'':<13} {k}: {v:.2f}")
         if "airflow" in self.summary:
