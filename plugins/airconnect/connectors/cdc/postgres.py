@@ -540,12 +540,12 @@ class PostgresCdcSource:
         action = doc["action"]
         cols = doc.get("columns")
         enc = self._events_for(info, [(c["name"], c["type"]) for c in cols] if cols else None)
-        sequence = json.dumps([str(last_commit) if last_commit else None, str(lsn)], separators=(",", ":"))
+        sequence = f'["{last_commit}","{lsn}"]' if last_commit else f'[null,"{lsn}"]'  # Debezium's [commit, change]
         source = dumps(self._source(info, ts_us=ts_us, snapshot="false", tx=xid, lsn=lsn, sequence=sequence))
         try:
             after = enc.row({c["name"]: c["value"] for c in cols}) if cols else None
-            identity = {c["name"]: c["value"] for c in doc.get("identity", [])}
-            old = enc.row(identity, fill_missing=True) if identity else None
+            identity = doc.get("identity")
+            old = enc.row({c["name"]: c["value"] for c in identity}, fill_missing=True) if identity else None
         except DataError as exc:
             raise DataError(f"{self._what()} ({schema}.{table}, LSN {lsn_text(lsn)}): {exc}") from None
         if action == "I":
