@@ -401,8 +401,9 @@ class _Msg:
 
 @settings(max_examples=300, deadline=None)
 @given(payloads,
-       st.sampled_from(["none", "kafka", "record_value"]), st.booleans())
-def test_the_fast_path_writes_the_rows_to_connect_gives(payload, pk_mode, postgres):
+       st.sampled_from(["none", "kafka", "record_value", "record_key"]), st.booleans(),
+       mostly(st.integers(min_value=-2**31 - 2, max_value=2**31 + 1)))
+def test_the_fast_path_writes_the_rows_to_connect_gives(payload, pk_mode, postgres, key_node):
     """A record the fast path takes gives the row the general path (core.data.to_connect) gives."""
     from airconnect.connectors.jdbc_sink.sink import FastPayload, JdbcSink, Table
     from airconnect.core.data import to_connect
@@ -413,19 +414,26 @@ def test_the_fast_path_writes_the_rows_to_connect_gives(payload, pk_mode, postgr
     sink = JdbcSink(config, MemoryStore(), {}, connect=object)
     sink._postgres = postgres  # as a run sets it from its connection (MariaDB takes timestamps as text)
     table = Table(sink, "t")
+    key_schema_text = '{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":false}'
+    keyed = pk_mode == "record_key"
+    first_key = f'{{"schema":{key_schema_text},"payload":{{"id":7}}}}'.encode() if keyed else None
     first = f'{{"schema":{FAST_SCHEMA},"payload":{{"n":1}}}}'.encode()
     schema, _ = to_connect(first)
-    layout = sink._value_layout(table, schema, None)
-    fast = FastPayload.learn(first, table, layout, sink._fast_row(schema, layout.columns))
-    assert fast is not None
+    key_schema = to_connect(first_key)[0] if keyed else None
+    layout = sink._value_layout(table, schema, key_schema)
+    fast = FastPayload.learn(first, first_key, table, layout, sink._fast_row(schema, layout.columns, key_schema))
+    assert fast is not None and (fast.key is not None) == keyed
     value = f'{{"schema":{FAST_SCHEMA},"payload":{dumps(payload)}}}'.encode()
+    key = f'{{"schema":{key_schema_text},"payload":{{"id":{dumps(key_node)}}}}}'.encode() if keyed else None
     node = fast.payload(value)
+    knode = fast.key.payload(key) if fast.key is not None and key is not None else None
     try:
-        quick = None if node is None else fast.row(_Msg(), None, node)
+        quick = None if node is None or (keyed and knode is None) else fast.row(_Msg(), knode, node)
     except (ValueError, TypeError, ArithmeticError):
         quick = None  # the sink then takes the general path, which says what is wrong
     if quick is not None:
-        assert quick == layout.extract(_Msg(), None, to_connect(value)[1])
+        general_key = to_connect(key)[1] if keyed else None
+        assert quick == layout.extract(_Msg(), general_key, to_connect(value)[1])
     event("written by the fast path" if quick is not None else "left to the general path")
 
 

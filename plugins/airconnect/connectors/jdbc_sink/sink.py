@@ -266,11 +266,17 @@ class JdbcSink:
         record = getattr(msg, "record", None)  # after transforms: the record's topic is the routed one
         topic = msg.topic() if record is None else record.topic
         fast = self._fast.get(topic) if value is not None else None
-        if fast is not None:  # (only without pk.mode record_key: see _value_layout)
+        if fast is not None:
             payload = fast.payload(value)
+            knode = None
+            if payload is not None and fast.key is not None:  # pk.mode record_key: the key's envelope too
+                raw_key = msg.key()
+                knode = None if raw_key is None else fast.key.payload(raw_key)
+                if knode is None:
+                    payload = None
             if payload is not None:
                 try:
-                    row = fast.row(msg, None, payload)
+                    row = fast.row(msg, knode, payload)
                 except (ValueError, TypeError, ArithmeticError):
                     row = None  # the general path says what is wrong
                 if row is not None:
@@ -309,10 +315,12 @@ class JdbcSink:
         layout = table.layout(schema, key_schema)
         table.add(layout, "write", layout.extract(msg, key, struct), msg)
         known = self._fast.get(topic)
-        if self.pk_mode != "record_key" and (known is None or not value.startswith(known.prefix)):
-            # (a record_key layout depends on each record's key schema too; a record of the known
-            # envelope that took this path has a node the fast path leaves to to_connect)
-            learned = FastPayload.learn(value, table, layout, self._fast_row(schema, layout.columns))
+        raw_key = msg.key() if key_schema is not None else None
+        if known is None or not known.knows(value, raw_key):
+            # (a record of the known envelopes that took this path has a node the fast path leaves
+            # to to_connect: nothing new to learn)
+            learned = FastPayload.learn(value, raw_key, table, layout,
+                                        self._fast_row(schema, layout.columns, key_schema))
             if learned is not None:
                 self._fast[topic] = learned
 
@@ -403,7 +411,8 @@ class JdbcSink:
                               "fields.whitelist lets through)", key="fields.whitelist", fatal=True)
         return Layout(columns, _extractor(getters), len(keys))
 
-    def _fast_row(self, schema: Schema, columns: Sequence[Column]) -> Callable[[Message, Any, Any], Any] | None:
+    def _fast_row(self, schema: Schema, columns: Sequence[Column],
+                  key_schema: Schema | None = None) -> Callable[[Message, Any, Any], Any] | None:
         """``(msg, key, payload) -> row``, or ``None`` for a payload the fast path leaves to
         :func:`to_connect`: every field of the schema checked (:func:`_node_check`), then the
         columns' values, converted where a column needs it. Compiled into one function, like the
@@ -411,22 +420,29 @@ class JdbcSink:
         schema has a field with no fast form."""
         env: dict[str, Any] = {"_Decimal": Decimal}
         lines: list[str] = []
-        node: dict[str, str] = {}
-        for i, f in enumerate(schema.fields):
-            check = _node_check(f.schema)
-            if check is None:
-                return None
-            # A missing optional field is null to to_connect too; a missing required one fails the check.
-            lines += [f"    v{i} = v.get({f.name!r})",
-                      f"    if {f'v{i} is not None and ' if f.schema.optional else ''}not {check.format(v=f'v{i}')}:",
-                      "        return None"]
-            node[f.name] = f"v{i}"
+        node: dict[tuple[bool, str], str] = {}  # (from the key?, field) -> its variable
+        parts = [(False, "v", schema)]
+        if self.pk_mode == "record_key":
+            if key_schema is None or key_schema.type != "struct":
+                return None  # (a primitive key: the general path)
+            parts.append((True, "k", key_schema))
+        for from_key, src, struct in parts:
+            for i, f in enumerate(struct.fields):
+                check = _node_check(f.schema)
+                if check is None:
+                    return None
+                var = f"{src}{i}"
+                # A missing optional field is null to to_connect too; a missing required one fails the check.
+                lines += [f"    {var} = {src}.get({f.name!r})",
+                          f"    if {f'{var} is not None and ' if f.schema.optional else ''}not {check.format(v=var)}:",
+                          "        return None"]
+                node[(from_key, f.name)] = var
         out: list[str] = []
         start = 3 if self.pk_mode == "kafka" else 0
         if start:
             out += ["m.topic()", "m.partition()", "m.offset()"]
         for i, c in enumerate(columns[start:], start):
-            x = node[c.name]
+            x = node[(self.pk_mode == "record_key" and c.key, c.name)]
             convert = self._fast_timestamp() if c.kind == "timestamp" else _CONVERTERS.get(c.kind)
             if convert is None:
                 out.append(x)
@@ -857,42 +873,68 @@ def _node_check(schema: Schema) -> str | None:
 
 
 @dataclass
-class FastPayload:
-    """A topic's records nearly always share one schema, written first in each envelope: once a
-    record has shown its ``{"schema":...,"payload":`` prefix, a record that starts with the same
-    bytes has only its payload parsed, and is written straight from the parsed JSON when every
-    field's node is one that :func:`to_connect` would give unchanged (checked per record: an int in
-    range, a string, a boolean, a number for a decimal, ``null`` for an optional field); anything
-    else goes through :func:`to_connect`. The rows are the same either way (the unit tests hold it)."""
+class Envelope:
+    """A JsonConverter envelope seen before: its ``{"schema":...,"payload":`` prefix."""
 
     prefix: bytes
-    table: Table
-    layout: Layout
-    row: Callable[[Message, Any, Any], Any]  # (msg, key, payload) -> the row, or None (see JdbcSink._fast_row)
 
     @classmethod
-    def learn(cls, value: bytes, table: Table, layout: Layout, row: Callable[[Message, Any, Any], Any] | None,
-              ) -> FastPayload | None:
-        if row is None or not value.startswith(_ENVELOPE_START):
+    def of(cls, data: bytes) -> Envelope | None:
+        if not data.startswith(_ENVELOPE_START):
             return None
         try:
-            text = value.decode("utf-8")
+            text = data.decode("utf-8")
             _, end = _payload_decoder.raw_decode(text, len(_ENVELOPE_START))
         except ValueError:
             return None
         if not text.startswith(',"payload":', end):
             return None
-        return cls((text[:end] + ',"payload":').encode("utf-8"), table, layout, row)
+        return cls((text[:end] + ',"payload":').encode("utf-8"))
 
-    def payload(self, value: bytes) -> dict[str, Any] | None:
-        """The payload parsed, when ``value`` is this envelope holding a JSON object."""
-        if not value.startswith(self.prefix) or not value.endswith(b"}"):
+    def payload(self, data: bytes) -> dict[str, Any] | None:
+        """The payload parsed, when ``data`` is this envelope holding a JSON object."""
+        if not data.startswith(self.prefix) or not data.endswith(b"}"):
             return None
         try:
-            text = value[len(self.prefix):-1].decode("utf-8")
+            text = data[len(self.prefix):-1].decode("utf-8")
             node, end = _raw_decode(text)
         except ValueError:  # (UnicodeDecodeError too) the general path says what is wrong
             return None
         if end != len(text) or node.__class__ is not dict:
             return None
         return node
+
+
+@dataclass
+class FastPayload:
+    """A topic's records nearly always share one schema, written first in each envelope (and, with
+    ``pk.mode=record_key``, one key schema): once a record has shown its ``{"schema":...,"payload":``
+    prefix, a record that starts with the same bytes has only its payload parsed, and is written
+    straight from the parsed JSON when every field's node is one that :func:`to_connect` would give
+    unchanged (checked per record: an int in range, a string, a boolean, a number for a decimal,
+    ``null`` for an optional field); anything else goes through :func:`to_connect`. The rows are the
+    same either way (a property test holds it)."""
+
+    value: Envelope
+    key: Envelope | None  # pk.mode record_key: the key's envelope
+    table: Table
+    layout: Layout
+    row: Callable[[Message, Any, Any], Any]  # (msg, key payload, value payload) -> the row, or None
+
+    @classmethod
+    def learn(cls, value: bytes, key: bytes | None, table: Table, layout: Layout,
+              row: Callable[[Message, Any, Any], Any] | None) -> FastPayload | None:
+        envelope = Envelope.of(value)
+        key_envelope = Envelope.of(key) if key is not None else None
+        if row is None or envelope is None or (key is not None and key_envelope is None):
+            return None
+        return cls(envelope, key_envelope, table, layout, row)
+
+    def payload(self, value: bytes) -> dict[str, Any] | None:
+        return self.value.payload(value)
+
+    def knows(self, value: bytes, key: bytes | None) -> bool:
+        """Whether ``value`` (and ``key``) have the envelopes this was learned from."""
+        if not value.startswith(self.value.prefix):
+            return False
+        return self.key is None or (key is not None and key.startswith(self.key.prefix))
