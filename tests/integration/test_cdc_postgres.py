@@ -65,8 +65,8 @@ class Pg:
             "topic.prefix": self.prefix, "slot.name": self.slot, "plugin.name": "wal2json",
             "table.include.list": ",".join(f"public\\.{t}" for t in self.tables), **extra}}
 
-    def run(self, **extra: str) -> dict[str, Any]:
-        return run(self.definition(**extra), self.store, self.kafka, connect=connect)
+    def run(self, connect_with: Any = None, **extra: str) -> dict[str, Any]:
+        return run(self.definition(**extra), self.store, self.kafka, connect=connect_with or connect)
 
     def events(self, table: str) -> list[dict[str, Any] | None]:
         return [None if v is None else json.loads(v)["payload"] for v in read_topic(self.kafka, self.topic(table))]
@@ -173,10 +173,17 @@ def test_one_transaction_over_two_tables_and_the_position_across_runs(pg):
     assert offset["partition"] == {"server": pg.prefix} and offset["offset"]["lsn"] > 0
 
 
+def connect_psycopg3():
+    """What the Postgres provider's hook hands out under Airflow when psycopg 3 is installed."""
+    import psycopg
+
+    return psycopg.connect(DSN)
+
+
 def test_a_dropped_slot_is_a_clear_error_and_a_reset_recovers(pg):
     sales = pg.table("sales")
     pg.sql(f"INSERT INTO {sales} (id, item) VALUES (1, 'apple')")
-    pg.run()
+    pg.run(connect_psycopg3)
     pg.sql("SELECT pg_drop_replication_slot(%s)", (pg.slot,))
     pg.sql(f"INSERT INTO {sales} (id, item) VALUES (2, 'pear')")
     with pytest.raises(PermanentError) as err:
@@ -187,7 +194,7 @@ def test_a_dropped_slot_is_a_clear_error_and_a_reset_recovers(pg):
     config = validate(pg.definition())
     assert config.topics == [pg.topic(sales)]
     reset_offsets(config, pg.store, pg.kafka, redeliver=True)  # `airconnect reset --redeliver`
-    again = pg.run()
+    again = pg.run(connect_psycopg3)
     assert again["snapshot_records"] == 2
     assert [(e["op"], e["after"]["id"]) for e in pg.events(sales)] == [("r", 1), ("r", 1), ("r", 2)]
 

@@ -372,7 +372,9 @@ class PostgresCdcSource:
             try:
                 cur = conn.cursor()
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_name,))
+                if not re.fullmatch(r"[0-9A-F-]+", snapshot_name):  # inlined: SET takes no bound parameter
+                    raise PermanentError(f"{self._what()}: unexpected snapshot name {snapshot_name!r}")
+                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_name}'")
                 cur.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                             "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
                             "AND n.nspname NOT LIKE 'pg\\_toast%%' AND NOT c.relispartition ORDER BY 1, 2")
