@@ -342,6 +342,18 @@ class TableEvents:
         return self._value_head + payload + b"}" if self.value_schemas else payload
 
 
+#: A first snapshot is one Kafka transaction; the producer's transaction.timeout.ms is 120 s.
+SNAPSHOT_SECONDS_MAX: Final = 110.0
+
+
+def snapshot_too_long(connector: str, seconds: float, records: int) -> str:
+    return (f"connector '{connector}', key 'snapshot.mode': the first snapshot ({records:,} rows so far) took "
+            f"{seconds:.0f} s, longer than one Kafka transaction may stay open (120 s): nothing of it was delivered. "
+            "Snapshot fewer tables at a time (table.include.list, adding the others later with a second "
+            "connector), or start from the log's end (snapshot.mode=no_data) and load the existing rows otherwise "
+            "(the JDBC source in bulk mode)")
+
+
 def airconnect_version() -> str:
     try:
         from importlib.metadata import version

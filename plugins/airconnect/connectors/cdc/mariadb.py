@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from airconnect.connectors.cdc.events import (
+    SNAPSHOT_SECONDS_MAX,
     Column,
     TableEvents,
     airconnect_version,
@@ -38,6 +39,7 @@ from airconnect.connectors.cdc.events import (
     dumps,
     float_column,
     int_column,
+    snapshot_too_long,
     source_schema,
     string_column,
     time_column,
@@ -276,6 +278,9 @@ class MariaDbCdcSource:
         for ti, info in enumerate(infos):
             self._snapshot_table(conn, delivery, info, ti, len(infos), ts_ms, file, pos, result)
         conn.rollback()
+        seconds = time.time_ns() / 1e9 - ts_ms / 1000
+        if seconds > SNAPSHOT_SECONDS_MAX:
+            raise PermanentError(snapshot_too_long(self.name, seconds, result.snapshot_records))
         offset = {"gtids": gtids, "file": file, "pos": pos, "snapshot_completed": True}
         delivery.commit(self.partition, offset)
         result.batches += 1

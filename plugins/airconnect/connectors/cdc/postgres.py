@@ -33,6 +33,7 @@ from typing import Any, Final
 import orjson
 
 from airconnect.connectors.cdc.events import (
+    SNAPSHOT_SECONDS_MAX,
     Column,
     TableEvents,
     airconnect_version,
@@ -44,6 +45,7 @@ from airconnect.connectors.cdc.events import (
     float_column,
     int_column,
     micros_of_naive,
+    snapshot_too_long,
     source_schema,
     string_column,
     time_column,
@@ -388,6 +390,9 @@ class PostgresCdcSource:
                 conn.rollback()
             finally:
                 conn.autocommit = True
+            seconds = time.time_ns() // 1000 - started_us
+            if seconds / 1e6 > SNAPSHOT_SECONDS_MAX:
+                raise PermanentError(snapshot_too_long(self.name, seconds / 1e6, result.snapshot_records))
             offset = {"lsn": lsn, "ts_usec": started_us, "snapshot_completed": True}
             delivery.commit(self.partition, offset)
             result.batches += 1
