@@ -192,6 +192,15 @@ def test_insert_creates_the_table_and_keeps_decimals_and_timestamps_exact(db, un
     c.close()
 
 
+def test_timestamps_are_written_as_wall_time_in_db_timezone(db, unique):
+    topic = make_topic(db.kafka, db.table(f"sink-tz-{unique}"))
+    produce(db.kafka, topic, [(None, sale(1, "ITEM001", "1.00", "2018-10-01T01:01:01.500000Z")),
+                              (None, sale(2, "ITEM002", "2.00", "2018-10-01T12:00:00+02:00"))])
+    db.run(f"sink-test-{unique}", topic, auto_create="true", db_timezone="Asia/Tokyo")
+    assert [r[3] for r in db.rows(topic)] == [  # TIMESTAMP / DATETIME: Tokyo's wall time
+        dt.datetime(2018, 10, 1, 10, 1, 1, 500000), dt.datetime(2018, 10, 1, 19, 0, 0)]
+
+
 def test_upsert_by_value_fields_keeps_the_last_version(db, unique):
     """Flow 3's inventory view: pk.mode record_value, pk.fields item,shop."""
     topic = make_topic(db.kafka, db.table(f"sink-stock-{unique}"))
