@@ -16,9 +16,11 @@ Tables
   created from the record schema (``auto.create``; Connect types to SQL types per dialect:
   Decimal -> DECIMAL, Date -> DATE, Timestamp -> TIMESTAMP / DATETIME(6), strings -> TEXT, key
   strings on MariaDB -> VARCHAR(256)); a field the table lacks is added (``auto.evolve``, optional
-  fields only, as in Confluent). Rows are written in multi-row statements of ``batch.size`` rows
-  (``INSERT ... VALUES (...),(...)``, with ``ON CONFLICT ... DO UPDATE`` / ``ON DUPLICATE KEY
-  UPDATE`` for upserts; ``UPDATE`` and ``DELETE`` statements batched by the driver).
+  fields only, as in Confluent). Plain inserts into PostgreSQL go by ``COPY ... FROM STDIN``;
+  other writes in multi-row statements of ``batch.size`` rows (``INSERT ... VALUES (...),(...)``,
+  with ``ON CONFLICT ... DO UPDATE`` / ``ON DUPLICATE KEY UPDATE`` for upserts; ``UPDATE`` and
+  ``DELETE`` statements batched by the driver). A topic's recurring envelope has only its payload
+  parsed (:class:`FastPayload`), with the same rows as :func:`to_connect` gives.
 
 Exactly once
   The sink's offsets live in the target database, in ``airconnect_sink_offsets(connector, topic,
