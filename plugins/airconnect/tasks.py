@@ -105,26 +105,40 @@ def task_ids(config: ConnectorConfig) -> tuple[str, str | None]:
 #: Airflow task instance states -> Kafka Connect's task states.
 _STATES = {
     "running": "RUNNING", "success": "RUNNING", "queued": "RUNNING", "scheduled": "RUNNING",
-    "up_for_retry": "RUNNING", "restarting": "RUNNING", "deferred": "RUNNING", "up_for_reschedule": "RUNNING",
+    "up_for_retry": "RUNNING", "restarting": "RESTARTING", "deferred": "RUNNING", "up_for_reschedule": "RUNNING",
     "failed": "FAILED", "upstream_failed": "FAILED",
 }
 
 
-def task_states(config: ConnectorConfig, dag_id: str, worker_id: str = "") -> list[dict[str, Any]]:
-    """The connector's tasks in its DAG's latest run that ran it, in Kafka Connect's shape:
-    ``[{"id": 0, "state": "RUNNING", "worker_id": "w1@host", "trace"?: ...}, ...]``; the task id is
-    the map index. A connector that has not run yet has one task (id 0) on ``worker_id``.
-    Read from Airflow's metadata database (the REST API and the CLI run next to it)."""
+def connector_tasks(config: ConnectorConfig, dag_id: str, connector: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``tasks`` of Kafka Connect's ``ConnectorStateInfo`` (``GET /connectors/NAME/status``):
+    ``[{"id": 0, "state": ..., "worker_id": ...}, ...]``. A connector of one task: task 0 with the
+    connector's state (``connector``: its ``{"state", "worker_id", "trace"?}``). A split one: each
+    mapped task instance of its DAG's latest run, id = map index, ``worker_id`` = the host that ran
+    it (``TaskInstance.hostname``), state from the instance (all PAUSED while the connector is)."""
+    found = task_states(config, dag_id, str(connector.get("worker_id", ""))) if mapped(config) and dag_id else None
+    if not found:
+        return [{"id": 0, **connector}]
+    if connector.get("state") == "PAUSED":
+        return [{**t, "state": "PAUSED"} for t in found]
+    return found
+
+
+def task_states(config: ConnectorConfig, dag_id: str, worker_id: str = "") -> list[dict[str, Any]] | None:
+    """Each mapped task instance of the connector in its DAG's latest run that ran it (see
+    :func:`connector_tasks`); ``None`` before its first run. Read from Airflow's metadata database
+    (the REST API and the CLI run beside it)."""
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session
 
     run_id, _ = task_ids(config)
     with create_session() as session:
         latest = (session.query(TaskInstance.run_id)
-                  .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == run_id)
-                  .order_by(TaskInstance.start_date.desc().nulls_last()).first())
+                  .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == run_id,
+                          TaskInstance.start_date.is_not(None))
+                  .order_by(TaskInstance.start_date.desc()).first())
         if latest is None:
-            return [{"id": 0, "state": "UNASSIGNED", "worker_id": worker_id}]
+            return None
         tis = (session.query(TaskInstance)
                .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == run_id,
                        TaskInstance.run_id == latest[0])
@@ -135,7 +149,7 @@ def task_states(config: ConnectorConfig, dag_id: str, worker_id: str = "") -> li
             entry: dict[str, Any] = {"id": max(ti.map_index, 0), "state": state,
                                      "worker_id": ti.hostname or worker_id}
             if state == "FAILED":
-                entry["trace"] = f"the Airflow task {ti.task_id}[{ti.map_index}] of run {ti.run_id} failed " \
-                                 f"(try {ti.try_number}); see its log"
+                entry["trace"] = (f"the Airflow task {ti.task_id}[{ti.map_index}] of run {ti.run_id} failed "
+                                  f"(try {ti.try_number}); see its log")
             tasks.append(entry)
         return tasks

@@ -206,3 +206,30 @@ def test_a_task_taking_a_partition_over_fences_the_zombie_that_had_it(kafka, uni
     zombie.close()
     assert read_topic(kafka, topic) == [b'{"n":2}']
     assert Offsets(store, f"fence-{unique}").get(partition) == {"incrementing": 2}
+
+
+def test_a_dag_runs_a_connector_as_a_split_and_mapped_tasks_with_its_limits():
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+
+    from airconnect.operators import JdbcSourceOperator
+    from airconnect.tasks import connector_task, task_ids
+
+    def jdbc(name: str, **extra: str) -> ConnectorConfig:
+        return validate({"name": name, "config": {
+            "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector", "db.conn.id": "postgres_ec",
+            "mode": "bulk", "table.whitelist": "a,b,c", "topic.prefix": "p.", **extra}})
+
+    with DAG("tasks_shape", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+        one = connector_task(jdbc("one"), JdbcSourceOperator)
+        split = connector_task(jdbc("split", **{"tasks.max": "3", "airflow.max.active.tasks": "2",
+                                                "airflow.pool": "jdbc"}), JdbcSourceOperator)
+        one >> split
+    assert one.task_id == "one" and task_ids(jdbc("one")) == ("one", None)  # tasks.max 1: one task, as ever
+    assert task_ids(jdbc("split", **{"tasks.max": "3"})) == ("split.run", "split.split")
+    run = dag.get_task("split.run")
+    assert run.max_active_tis_per_dagrun == 2 and run.pool == "jdbc"
+    assert dag.get_task("split.split").upstream_task_ids == {"one"}
+    assert run.upstream_task_ids == {"split.split"}
+    assert "task_config" in run.expand_input.value  # mapped over the split's XCom
