@@ -3,8 +3,12 @@
 Runs when a new forecast arrives (``sales_forecast``) and when inventory lines were loaded onto
 ``zaiko-data`` (``inventory_sync``). Each run:
 
-1. ``inventory_view``: applies only the new ``zaiko-data`` records to ``inventory_latest`` (the
-   newest stock per item and shop) in the auto-order system's PostgreSQL database;
+1. two JDBC sinks write into the auto-order system's PostgreSQL database, each its rows and
+   offsets in one transaction: ``jdbc-inventory-view`` the new ``zaiko-data`` records into
+   ``inventory_latest`` (the newest stock per item and shop; airconnect's transform ``ParseCsv``
+   turns each line into item_id, shop_id, stock and changed_at, upserted by (item_id, shop_id)),
+   and ``jdbc-sales-forecasts`` the forecasts published on ``sales-forecast`` into
+   ``sales_forecasts`` (upserted by month, item_id, shop_id);
 2. ``place_orders``: for every series of the newest forecast with a known stock, orders
    demand over the lead time + safety stock - stock on hand - open orders, rounded up to whole
    packs (include/items.csv: pack_size, lead_time_days, optional safety_stock_days);
@@ -13,7 +17,8 @@ Runs when a new forecast arrives (``sales_forecast``) and when inventory lines w
    (``$AIRCONNECT_ORDERS_TOPIC``: the DAG uses the JDBC source definition that writes it).
 
 The auto-order system's database is the one the ``jdbc-auto-orders`` definition reads
-(``db.conn.id``, ``postgres_autoorder`` on the local stack).
+(``db.conn.id``, ``postgres_autoorder`` on the local stack); the two sinks must write there (a
+different ``db.conn.id`` is refused when the DAG is parsed).
 """
 
 from __future__ import annotations
@@ -22,24 +27,24 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
-from airconnect.connectors.file.source import FILE_SOURCE
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE
-from airconnect.connectors.s3.spec import S3_SINK
+from airconnect.connectors.jdbc_sink.spec import JDBC_SINK
 from airconnect.flows import connectors_of
-from airconnect.operators import JdbcSourceOperator
+from airconnect.operators import JdbcSinkOperator, JdbcSourceOperator
 from airconnect.tasks import connector_task
 from airconnect_retail.assets import INVENTORY, SALES_FORECAST
 from airconnect_retail.auto_order import orders_topic
-from airconnect_retail.operators import InventoryViewOperator, PlaceOrdersOperator
+from airconnect_retail.operators import PlaceOrdersOperator
+from airconnect_retail.sales_forecast import forecast_topic
 
-# The connectors this DAG uses, by name ($AIRCONNECT_AUTO_ORDER_CONNECTORS renames them): the JDBC source
-# that publishes the orders, the S3 sink whose bucket holds the forecast, the file source of the inventory.
-definitions = connectors_of("auto_order", ["jdbc-auto-orders", "s3-forecast", "load-zaiko-data"],
-                            JDBC_SOURCE, S3_SINK, FILE_SOURCE)
+# The connectors this DAG runs, by name ($AIRCONNECT_AUTO_ORDER_CONNECTORS renames them): the JDBC source
+# that publishes the orders, the JDBC sinks that write the forecasts (from sales-forecast) and the
+# inventory view (from zaiko-data) into the auto-order system's database.
+definitions = connectors_of("auto_order", ["jdbc-auto-orders", "jdbc-sales-forecasts", "jdbc-inventory-view"],
+                            JDBC_SOURCE, JDBC_SINK)
 publishers = [c for c in definitions if c.cls is JDBC_SOURCE and orders_topic() in c.topics]
-sinks = [c for c in definitions if c.cls is S3_SINK]
-# The inventory is what flow 1 loads: the file source's topic (zaiko-data).
-inventory_topic = next((c["topic"] for c in definitions if c.cls is FILE_SOURCE), "zaiko-data")
+forecasts = [c for c in definitions if c.cls is JDBC_SINK and forecast_topic() in c.topics]
+views = [c for c in definitions if c.cls is JDBC_SINK and forecast_topic() not in c.topics]
 
 with DAG(
     dag_id="auto_order",
@@ -59,9 +64,11 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     for orders in publishers[:1]:
-        view = InventoryViewOperator(orders_connector=orders, inventory_topic=inventory_topic)
-        for sink in sinks[:1]:
-            place = PlaceOrdersOperator(orders_connector=orders, forecast_connector=sink,
-                                        forecast_month="{{ params.forecast_month }}",
-                                        safety_stock_days="{{ params.safety_stock_days }}")
-            view >> place >> connector_task(orders, JdbcSourceOperator)
+        for forecast in forecasts[:1]:
+            for inventory in views[:1]:
+                place = PlaceOrdersOperator(orders_connector=orders, forecast_connector=forecast,
+                                            inventory_connector=inventory,
+                                            forecast_month="{{ params.forecast_month }}",
+                                            safety_stock_days="{{ params.safety_stock_days }}")
+                [connector_task(forecast, JdbcSinkOperator), connector_task(inventory, JdbcSinkOperator)] >> place
+                place >> connector_task(orders, JdbcSourceOperator)

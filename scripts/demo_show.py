@@ -1,6 +1,6 @@
 """What scripts/demo.sh shows of flows 2 and 3, and how it starts them afresh.
 
-    python scripts/demo_show.py fresh            reset flows 2-3: offsets, topics, bucket, order tables
+    python scripts/demo_show.py fresh            reset flows 2-3: offsets, topics, bucket, the auto-order system's tables
     python scripts/demo_show.py month 2018-10    the month's S3 objects and the sink's manifest of it
     python scripts/demo_show.py forecast 2018-11 the forecast's accuracy, a few series, the chart (saved locally)
     python scripts/demo_show.py orders           the auto-order system's orders and the auto-orders topic
@@ -21,7 +21,7 @@ from airconnect.core.manage import delete_topics, reset_named_offsets, reset_off
 from airconnect.core.registry import load_definitions
 from airconnect.hooks import VariableStore, kafka_config
 from airconnect.operators import s3_client
-from airconnect_retail.auto_order import OrderSettings, orders_topic
+from airconnect_retail.auto_order import orders_topic
 from airconnect_retail.sales_forecast import forecast_topic
 
 logging.disable(logging.INFO)  # the demo prints what matters itself
@@ -30,6 +30,9 @@ DEFS = {c.name: c for c in load_definitions()}
 SINK = next(c for c in DEFS.values() if c.cls.name == "airconnect.S3Sink")
 BUCKET = SINK["s3.bucket.name"]
 FLOW_2_3 = [name for name, c in DEFS.items() if c.cls.name in ("airconnect.JdbcSource", "airconnect.S3Sink")]
+# The JDBC sinks into the auto-order system (the forecasts, the inventory view): their offsets and
+# tables are reset; their topics are kept (zaiko-data is flow 1's; sales-forecast is deleted below).
+DB_SINKS = [c for c in DEFS.values() if c.cls.name == "airconnect.JdbcSink"]
 
 
 def _s3():
@@ -50,7 +53,8 @@ def fresh() -> None:
         reset_offsets(DEFS[name], store, kafka, redeliver=True)  # its topics are deleted below
         topics += DEFS[name].topics
     reset_named_offsets(forecast_topic(), store, kafka)
-    reset_named_offsets(OrderSettings().view, store, kafka, group=f"airconnect-{OrderSettings().view}")
+    for db_sink in DB_SINKS:
+        reset_offsets(db_sink, store, kafka, redeliver=True)  # its table is dropped below
     deleted = delete_topics(sorted({*topics, forecast_topic(), orders_topic()}), kafka)
     s3, n = _s3(), 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
@@ -59,11 +63,15 @@ def fresh() -> None:
             n += 1
     conn = _autoorder_conn()
     with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS auto_orders, inventory_latest")
+        cur.execute("DROP TABLE IF EXISTS auto_orders, inventory_latest, sales_forecasts")
+        cur.execute("SELECT to_regclass('airconnect_sink_offsets')")
+        if cur.fetchone()[0] is not None:  # a JDBC sink's own offsets, kept beside its rows
+            cur.execute("DELETE FROM airconnect_sink_offsets WHERE connector = ANY(%s)", ([v.name for v in DB_SINKS],))
     conn.commit()
     conn.close()
-    print(f"offsets reset: {', '.join(FLOW_2_3)}, {forecast_topic()}, {OrderSettings().view}; "
-          f"topics deleted: {', '.join(deleted) or '(none)'}; {n} objects removed from s3://{BUCKET}; order tables dropped")
+    print(f"offsets reset: {', '.join([*FLOW_2_3, forecast_topic(), *(v.name for v in DB_SINKS)])}; "
+          f"topics deleted: {', '.join(deleted) or '(none)'}; {n} objects removed from s3://{BUCKET}; "
+          "order, inventory and forecast tables dropped")
 
 
 def month(ym: str) -> None:
@@ -107,7 +115,7 @@ def orders() -> None:
     conn = _autoorder_conn()
     with conn.cursor() as cur:
         cur.execute("SELECT item_id, shop_id, stock, changed_at FROM inventory_latest ORDER BY item_id, shop_id")
-        print("inventory_latest (the newest stock per item and shop, from zaiko-data):")
+        print("inventory_latest (the newest stock per item and shop, from zaiko-data by the JDBC sink):")
         for row in cur.fetchall():
             print("  " + "  ".join(str(v) for v in row))
         cur.execute("SELECT order_id, forecast_month, item_id, shop_id, quantity, explain FROM auto_orders ORDER BY order_id")

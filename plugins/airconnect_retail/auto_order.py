@@ -1,11 +1,12 @@
 """Flow 3, part 2: automatic ordering from the forecast and the latest inventory.
 
 The inventory view
-  ``inventory_latest`` (PostgreSQL, the auto-order system's database) keeps the newest stock per
-  item and shop from ``zaiko-data``. Each run reads only the records after the view's offsets
-  (kept in the Variable ``airconnect.offsets.<view>`` in Connect's sink shape) and upserts them,
-  keeping the newest change per key; a replay after a crash re-applies the same changes, which
-  leaves the view as it was, so saving the offsets after the database commit is enough.
+  ``inventory_latest`` (PostgreSQL, the auto-order system's database) holds the newest stock per
+  item and shop. airconnect's JDBC sink writes it (``include/connectors/jdbc-inventory-view.json``:
+  ``zaiko-data`` -> the transform ``ParseCsv`` -> upsert keyed by item and shop, the rows and the
+  offsets in one transaction); this module only reads it. The newest change is the last one on
+  ``zaiko-data``: the inventory file is a log that grows in time order, and its file source puts it
+  on one partition in that order.
 
 Orders
   For every (item, shop) with a forecast and a known stock, the order rule
@@ -19,34 +20,26 @@ Orders
 from __future__ import annotations
 
 import calendar
-import csv
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from airconnect.core.config import project_dir
-from airconnect.core.converters import payload_text
-from airconnect.core.delivery import SinkDelivery
-from airconnect.core.errors import DataError
 from airconnect.core.failpoints import failpoint
 from airconnect.core.months import parse_month
-from airconnect.core.offsets import KeyValueStore
-from airconnect.core.progress import Progress
 from airconnect_retail.ordering import ItemPolicy, plan_orders
 
 log = logging.getLogger(__name__)
 
+#: The inventory view's table, as the JDBC sink ``jdbc-inventory-view`` creates it (``auto.create``):
+#: item_id, shop_id (the key), stock, changed_at.
+INVENTORY_TABLE: Final = "inventory_latest"
+#: The forecasts' table, as the JDBC sink ``jdbc-sales-forecasts`` creates it from ``sales-forecast``:
+#: month, item_id, shop_id (the key), units, method.
+FORECAST_TABLE: Final = "sales_forecasts"
+
 SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS inventory_latest (
-    item_id      TEXT NOT NULL,
-    shop_id      TEXT NOT NULL,
-    stock        BIGINT NOT NULL,
-    changed_at   TIMESTAMP NOT NULL,
-    kafka_offset BIGINT NOT NULL,
-    PRIMARY KEY (item_id, shop_id)
-);
 CREATE TABLE IF NOT EXISTS auto_orders (
     order_id       BIGSERIAL PRIMARY KEY,
     forecast_month CHAR(7) NOT NULL,
@@ -61,12 +54,6 @@ CREATE INDEX IF NOT EXISTS auto_orders_open_idx ON auto_orders (item_id, shop_id
 """
 
 
-@dataclass(frozen=True)
-class OrderSettings:
-    inventory_topic: str = "zaiko-data"
-    view: str = "auto-order-inventory"  # the offsets name of the inventory view
-
-
 def ensure_schema(conn: Any) -> None:
     cur = conn.cursor()
     cur.execute(SCHEMA)
@@ -74,68 +61,37 @@ def ensure_schema(conn: Any) -> None:
     conn.commit()
 
 
-def parse_inventory_line(text: str) -> tuple[str, str, int, dt.datetime]:
-    """``ITEM001,SHOP001,929,2018-10-01 01:01:01`` -> (item, shop, stock, changed_at)."""
-    fields = next(csv.reader([text]))
-    if len(fields) != 4:
-        raise ValueError(f"expected 4 fields (item, shop, stock, time), got {len(fields)}")
-    item, shop, stock, when = (f.strip() for f in fields)
-    if not item or not shop:
-        raise ValueError("empty item or shop id")
-    return item, shop, int(stock), dt.datetime.fromisoformat(when)
+def quote_table(name: str) -> str:
+    """``table`` or ``schema.table``, quoted for PostgreSQL (the JDBC sink's ``table.name.format``)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
 
 
-def update_inventory_view(conn: Any, kafka: Mapping[str, Any], store: KeyValueStore,
-                          settings: OrderSettings = OrderSettings()) -> dict[str, Any]:
-    """Apply the new inventory records to ``inventory_latest``; return counts."""
-    ensure_schema(conn)
-    progress = Progress(log, f"inventory view <- {settings.inventory_topic}")
-    with SinkDelivery(settings.view, store, kafka, [settings.inventory_topic], group=f"airconnect-{settings.view}") as delivery:
-        return _apply_inventory(conn, delivery, settings, progress)
-
-
-def _apply_inventory(conn: Any, delivery: SinkDelivery, settings: OrderSettings, progress: Progress) -> dict[str, Any]:
-    latest: dict[tuple[str, str], tuple[int, dt.datetime, int]] = {}
-    records = 0
-    for msg in delivery.records():
-        text = payload_text(msg.value())
-        if text is None:
-            continue
-        try:
-            item, shop, stock, when = parse_inventory_line(text)
-        except ValueError as exc:
-            raise DataError(f"{settings.inventory_topic}[{msg.partition()}]@{msg.offset()}: {text!r} is not an "
-                            f"inventory line ({exc}); the view's offset stays before it") from None
-        records += 1
-        old = latest.get((item, shop))
-        if old is None or when >= old[1]:
-            latest[(item, shop)] = (stock, when, msg.offset())
-    progress.add(records)
-    if latest:
-        cur = conn.cursor()
-        cur.executemany(
-            "INSERT INTO inventory_latest (item_id, shop_id, stock, changed_at, kafka_offset) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (item_id, shop_id) DO UPDATE SET stock = EXCLUDED.stock, changed_at = EXCLUDED.changed_at, "
-            "kafka_offset = EXCLUDED.kafka_offset WHERE inventory_latest.changed_at <= EXCLUDED.changed_at",
-            [(i, s, st, w, o) for (i, s), (st, w, o) in sorted(latest.items())],
-        )
-        cur.close()
-    failpoint("view.applied")
-    conn.commit()
-    failpoint("view.committed")
-    moved = {k: pp.next_offset for k, pp in delivery.positions.items() if pp.next_offset != pp.start}
-    if moved:  # the view is committed: now its offsets
-        delivery.checkpoint(moved)
-    progress.done()
+def forecast_from_table(conn: Any, table: str = FORECAST_TABLE, month: str | None = None) -> dict[str, Any] | None:
+    """The forecast of ``month`` (default: the newest) as the JDBC sink wrote it from ``sales-forecast``:
+    ``{"month", "series": [{"item_id", "shop_id", "units"}, ...]}``, or None when there is none."""
     cur = conn.cursor()
-    cur.execute("SELECT COUNT(*) FROM inventory_latest")
-    size = int(cur.fetchone()[0])
-    cur.close()
-    return {"records": records, "keys_changed": len(latest), "view_size": size}
+    try:
+        cur.execute("SELECT to_regclass(%s)", (quote_table(table),))
+        if cur.fetchone()[0] is None:  # the sink creates the table with its first record
+            return None
+        if not month:
+            cur.execute(f"SELECT MAX(month) FROM {quote_table(table)}")
+            month = cur.fetchone()[0]
+            if month is None:
+                return None
+        cur.execute(f"SELECT item_id, shop_id, units FROM {quote_table(table)} WHERE month = %s ORDER BY item_id, shop_id",
+                    (month,))
+        series = [{"item_id": i, "shop_id": s, "units": float(u)} for i, s, u in cur.fetchall()]
+    finally:
+        cur.close()
+        conn.commit()
+    return {"month": month, "series": series} if series else None
 
 
-def place_orders(conn: Any, forecast: Mapping[str, Any] | None, policies: Mapping[str, ItemPolicy]) -> dict[str, Any]:
-    """Insert the orders the forecast and the inventory call for; return what was placed and why not."""
+def place_orders(conn: Any, forecast: Mapping[str, Any] | None, policies: Mapping[str, ItemPolicy],
+                 inventory_table: str = INVENTORY_TABLE) -> dict[str, Any]:
+    """Insert the orders the forecast and the inventory view (``inventory_table``, written by the
+    JDBC sink) call for; return what was placed and why not."""
     ensure_schema(conn)
     if not forecast:
         log.warning("no forecast is available yet (run sales_forecast first): no orders placed")
@@ -147,8 +103,11 @@ def place_orders(conn: Any, forecast: Mapping[str, Any] | None, policies: Mappin
     cur = conn.cursor()
     try:
         cur.execute("LOCK TABLE auto_orders IN SHARE ROW EXCLUSIVE MODE")
-        cur.execute("SELECT item_id, shop_id, stock FROM inventory_latest")
-        stock = {(i, s): int(q) for i, s, q in cur.fetchall()}
+        cur.execute("SELECT to_regclass(%s)", (quote_table(inventory_table),))
+        stock: dict[tuple[str, str], int] = {}
+        if cur.fetchone()[0] is not None:  # the sink creates the table with its first record
+            cur.execute(f"SELECT item_id, shop_id, stock FROM {quote_table(inventory_table)}")
+            stock = {(i, s): int(q) for i, s, q in cur.fetchall()}
         if not stock:
             conn.rollback()
             log.warning("the inventory view is empty (nothing has arrived on zaiko-data yet): no orders placed")

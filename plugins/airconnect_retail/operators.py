@@ -1,4 +1,5 @@
-"""Operators of the retail scenario (flow 3): the forecast, the inventory view, the orders.
+"""Operators of the retail scenario (flow 3): the forecast and the orders (the inventory view is
+airconnect's JDBC sink, run by its own operator).
 
 Thin, like airconnect's own: validate at parse time, one call into ``airconnect_retail``'s
 Airflow-free modules, a small JSON-able result for XCom.
@@ -13,6 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE
+from airconnect.connectors.jdbc_sink.spec import JDBC_SINK, table_name
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.errors import ConfigError, PermanentError
 from airconnect.core.registry import validate
@@ -38,6 +40,25 @@ def _orders_source(connector: Mapping[str, Any] | ConnectorConfig) -> ConnectorC
         raise ConfigError(f"is {config.cls.name}; the auto-order system is named by the JDBC source that publishes "
                           f"its orders", connector=config.name, key="connector.class")
     return config
+
+
+def sink_table(sink: Mapping[str, Any] | ConnectorConfig, orders: ConnectorConfig, what: str) -> str:
+    """The table a JDBC sink writes ``what`` (the inventory view, the forecasts) into, which must be in
+    the auto-order system's database (the orders' JDBC source's ``db.conn.id``): otherwise a
+    ConfigError naming the connector and the key."""
+    config = sink if isinstance(sink, ConnectorConfig) else validate(sink)
+    if config.cls is not JDBC_SINK:
+        raise ConfigError(f"is {config.cls.name}; {what} reach the auto-order system through a JDBC sink",
+                          connector=config.name, key="connector.class")
+    if config["db.conn.id"] != orders["db.conn.id"]:
+        raise ConfigError(f"is {config['db.conn.id']!r}, but the auto-order system's database is "
+                          f"{orders['db.conn.id']!r} (the db.conn.id of '{orders.name}', which publishes the orders): "
+                          f"the orders read {what} there", connector=config.name, key="db.conn.id")
+    fmt, topics = config["table.name.format"], config["topics"]
+    if "${topic}" in fmt and len(topics) != 1:
+        raise ConfigError(f"{fmt!r} names one table per topic; {what} are one table: name it, or read one topic",
+                          connector=config.name, key="table.name.format")
+    return table_name(fmt, topics[0] if topics else "")
 
 
 class SalesForecastOperator(BaseOperator):
@@ -105,47 +126,12 @@ class SalesForecastOperator(BaseOperator):
                 "accuracy": doc["accuracy"], "methods": doc["methods"], "published": published["published"]}
 
 
-class InventoryViewOperator(BaseOperator):
-    """Applies the new records of ``zaiko-data`` to the auto-order system's ``inventory_latest``
-    (the newest stock per item and shop), reading only what came after its saved offsets.
-
-    Guarantee: the offsets are saved after the database commit; a replay after a crash
-    re-applies the same changes, which leaves the view as it was.
-
-    :param orders_connector: the JDBC source that publishes the orders; its ``db.conn.id`` names
-        the auto-order system's PostgreSQL database.
-    """
-
-    ui_color = "#fdf3e1"
-
-    def __init__(self, *, orders_connector: Mapping[str, Any] | ConnectorConfig, inventory_topic: str = "zaiko-data",
-                 kafka_config_id: str | None = None, **kwargs: Any):
-        config = _orders_source(orders_connector)
-        kwargs.setdefault("task_id", "inventory_view")
-        super().__init__(**kwargs)
-        self.orders_connector = config.definition()
-        self.inventory_topic = inventory_topic
-        self.kafka_config_id = kafka_config_id
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        from airconnect.hooks import VariableStore, kafka_config
-        from airconnect_retail.auto_order import OrderSettings, update_inventory_view
-
-        config = validate(self.orders_connector)
-        conn = _postgres_connect(config["db.conn.id"], config.name)
-        try:
-            result = update_inventory_view(conn, kafka_config(self.kafka_config_id or config["kafka.conn.id"]),
-                                           VariableStore(), OrderSettings(inventory_topic=self.inventory_topic))
-        except PermanentError as exc:
-            raise AirflowFailException(str(exc)) from exc
-        finally:
-            conn.close()
-        self.log.info("inventory view: %s", result)
-        return result
-
-
 class PlaceOrdersOperator(BaseOperator):
     """Places the orders the latest forecast and the inventory view call for (flow 3).
+
+    Both inputs are tables that JDBC sinks write in the database of the JDBC source that publishes
+    the orders: the forecasts (``forecast_connector``, from ``sales-forecast``: ``sales_forecasts``)
+    and the inventory view (``inventory_connector``, from ``zaiko-data``: ``inventory_latest``).
 
     quantity = demand over the lead time + safety stock - stock on hand - open orders, never
     negative, rounded up to whole packs (pack sizes and lead times from the item master;
@@ -161,25 +147,24 @@ class PlaceOrdersOperator(BaseOperator):
     ui_color = "#fdf3e1"
 
     def __init__(self, *, orders_connector: Mapping[str, Any] | ConnectorConfig,
-                 forecast_connector: Mapping[str, Any] | ConnectorConfig, forecast_month: str = "",
+                 forecast_connector: Mapping[str, Any] | ConnectorConfig,
+                 inventory_connector: Mapping[str, Any] | ConnectorConfig, forecast_month: str = "",
                  item_master: str | None = None, safety_stock_days: Any = None, **kwargs: Any):
         orders = _orders_source(orders_connector)
-        forecast = s3_sink_config(forecast_connector, type(self).__name__)
         kwargs.setdefault("task_id", "place_orders")
         super().__init__(**kwargs)
         self.orders_connector = orders.definition()
-        self.forecast_connector = forecast.definition()
+        self.forecast_table = sink_table(forecast_connector, orders, "the forecasts")
+        self.inventory_table = sink_table(inventory_connector, orders, "the inventory view")
         self.forecast_month = forecast_month
         self.item_master = item_master
         self.safety_stock_days = safety_stock_days
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airconnect_retail.auto_order import default_item_master, place_orders
+        from airconnect_retail.auto_order import default_item_master, forecast_from_table, place_orders
         from airconnect_retail.ordering import DEFAULT_SAFETY_STOCK_DAYS, load_item_master
-        from airconnect_retail.sales_forecast import latest_forecast
 
         orders = validate(self.orders_connector)
-        sink = validate(self.forecast_connector)
         try:
             ssd = DEFAULT_SAFETY_STOCK_DAYS if self.safety_stock_days in (None, "") else float(self.safety_stock_days)
         except ValueError:
@@ -187,13 +172,14 @@ class PlaceOrdersOperator(BaseOperator):
         try:
             policies = load_item_master(self.item_master or default_item_master(), default_safety_stock_days=ssd)
             month = str(self.forecast_month or "").strip() or None
-            forecast = latest_forecast(s3_client(sink["aws.conn.id"]), sink["s3.bucket.name"], month)
-            if forecast is None and month:
-                raise PermanentError(f"there is no forecast for {month} in s3://{sink['s3.bucket.name']}/forecast/: "
-                                     f"run sales_forecast for the month before it first")
             conn = _postgres_connect(orders["db.conn.id"], orders.name)
             try:
-                result = place_orders(conn, forecast, policies)
+                forecast = forecast_from_table(conn, self.forecast_table, month)
+                if forecast is None and month:
+                    raise PermanentError(f"there is no forecast for {month} in the table {self.forecast_table}: run "
+                                         "sales_forecast for the month before it first (its records reach the table "
+                                         "through the forecasts' JDBC sink)")
+                result = place_orders(conn, forecast, policies, self.inventory_table)
             finally:
                 conn.close()
         except PermanentError as exc:

@@ -24,10 +24,11 @@ from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from airconnect.connectors.s3.manifest import MANIFEST_PREFIX
 from airconnect.connectors.s3.spec import TOPIC_ID_METADATA
+from airconnect.core.data import FLOAT64, STRING, Schema, Struct, from_connect, struct_schema
 from airconnect.core.delivery import SourceDelivery
 from airconnect.core.errors import DataError, PermanentError
 from airconnect.core.months import parse_month
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 FORECAST_TOPIC: Final = "sales-forecast"
 FORECAST_PREFIX: Final = "forecast"
 _FOLDER = re.compile(r"/year=(\d{4})/month=(\d{2})/")
+#: A forecast record's value on ``sales-forecast``: a struct in Kafka Connect's JSON envelope (schema +
+#: payload), so that a JDBC sink can write it (the auto-order system's ``sales_forecasts``).
+FORECAST_SCHEMA: Final = struct_schema([("month", Schema(STRING)), ("item_id", Schema(STRING)), ("shop_id", Schema(STRING)),
+                                        ("units", Schema(FLOAT64)), ("method", Schema(STRING))], name="sales_forecast")
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,9 @@ def publish_forecast(doc: Mapping[str, Any], settings: ForecastSettings, kafka: 
                      store: KeyValueStore) -> dict[str, Any]:
     """One record per series on ``sales-forecast``, once per forecast month (a re-run publishes nothing).
 
+    The key is ``{"item_id", "shop_id"}`` (plain JSON); the value a struct (:data:`FORECAST_SCHEMA`:
+    month, item_id, shop_id, units, method) in Kafka Connect's JSON envelope, as JsonConverter writes it.
+
     The publication is a Kafka transaction carrying its offset ``{"month": ...}`` in the journal,
     like every source; the Variable ``airconnect.offsets.<publisher>`` is set after the commit.
     """
@@ -237,11 +245,13 @@ def publish_forecast(doc: Mapping[str, Any], settings: ForecastSettings, kafka: 
         if doc["month"] in published:
             log.info("the forecast for %s was already published to %s; nothing to do", doc["month"], settings.forecast_topic)
             return {"published": 0, "month": doc["month"], "already_published": True}
-        values, keys = [], []
+        values: list[bytes] = []
+        keys: list[bytes] = []
         for row in doc["series"]:
             keys.append(json.dumps({"item_id": row["item_id"], "shop_id": row["shop_id"]}, sort_keys=True).encode())
-            values.append(json.dumps({"month": doc["month"], "item_id": row["item_id"], "shop_id": row["shop_id"],
-                                      "units": row["units"], "method": row["method"]}, sort_keys=True).encode())
+            value = Struct(FORECAST_SCHEMA, {"month": doc["month"], "item_id": row["item_id"], "shop_id": row["shop_id"],
+                                             "units": float(row["units"]), "method": row["method"]})
+            values.append(cast(bytes, from_connect(FORECAST_SCHEMA, value)))  # (None only for a null value)
         delivery.send(settings.forecast_topic, values, keys)
         delivery.commit(partition, {"months": sorted({*published, doc["month"]})[-24:]})
         return {"published": len(values), "month": doc["month"], "already_published": False}

@@ -304,7 +304,10 @@ def test_the_order_writer_survives_kills_at_every_point(tmp_path, kafka, unique)
     forecast = {"month": "2018-11", "series": [{"item_id": item, "shop_id": f"SHOP{s:03d}", "units": 30.0 + i}
                                                for i, item in enumerate(items) for s in range(1, 6)]}
     h = Harness(tmp_path, {"kafka": kafka, "auto_order": {
-        "db": url, "inventory_topic": inventory, "view": f"crash-view-{unique}", "forecast": forecast,
+        "db": url, "forecast": forecast,
+        "view": {"name": f"crash-view-{unique}", "config": {
+            **json.loads((ROOT / "include" / "connectors" / "jdbc-inventory-view.json").read_text())["config"],
+            "topics": inventory}},
         "item_master": str(ROOT / "include" / "items.csv"),
         "publisher": {"name": f"crash-orders-{unique}", "config": {
             "connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector", "db.conn.id": "unused",
@@ -337,7 +340,7 @@ def test_the_order_writer_survives_kills_at_every_point(tmp_path, kafka, unique)
         assert published == ids, f"{len(published)} published for {len(ids)} orders"
 
     try:
-        points = _points(["view.applied", "view.committed", "orders.inserted", "orders.committed",
+        points = _points(["jdbc_sink.written", "jdbc_sink.committed", "orders.inserted", "orders.committed",
                           "kafka.before_commit", "kafka.after_commit"], range(1, 3))
         points += _points(["offsets.saved"], range(1, 6))
         h.rounds(points, grow, check, random_kills=34)

@@ -1,11 +1,13 @@
 """Flow 3 against the real S3 endpoint, Kafka and PostgreSQL: forecast from the monthly exports,
-the inventory view, and orders that are never placed twice."""
+the inventory view (the shipped JDBC sink definition, ParseCsv and upsert), and orders that are
+never placed twice."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+from pathlib import Path
 
 import boto3
 import psycopg2
@@ -14,10 +16,13 @@ from confluent_kafka import Producer
 
 from airconnect.core.errors import DataError, PermanentError
 from airconnect.core.offsets import MemoryStore
-from airconnect_retail.auto_order import OrderSettings, place_orders, update_inventory_view
+from airconnect.core.runtime import run
+from airconnect_retail.auto_order import ensure_schema, forecast_from_table, place_orders
 from airconnect_retail.ordering import ItemPolicy
 from airconnect_retail.sales_forecast import ForecastSettings, build_forecast, publish_forecast
 from helpers import generator, read_topic
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MONTHS = [(2016 + (9 + i) // 12, (9 + i) % 12 + 1) for i in range(25)]  # 2016-10 .. 2018-10
 ITEMS = ["ITEM001", "ITEM010", "ITEM020"]
@@ -93,7 +98,26 @@ def test_the_forecast_is_published_once(s3, bucket, kafka, unique):
     assert publish_forecast(doc, st, kafka, store)["published"] == 9
     assert publish_forecast(doc, st, kafka, store)["already_published"] is True
     values = [json.loads(v) for v in read_topic(kafka, st.forecast_topic)]
-    assert len(values) == 9 and {v["month"] for v in values} == {"2018-11"}
+    assert len(values) == 9 and {v["payload"]["month"] for v in values} == {"2018-11"}
+    # Connect's JSON envelope (a struct), so the forecasts' JDBC sink writes them into the auto-order
+    # system's sales_forecasts table, which the orders read: the same series as the forecast document.
+    assert [f["field"] for f in values[0]["schema"]["fields"]] == ["month", "item_id", "shop_id", "units", "method"]
+    pg = psycopg2.connect(os.environ["AIRFLOW_CONN_POSTGRES_AUTOORDER"], options=f"-c search_path=t_{unique}")
+    try:
+        pg.cursor().execute(f"CREATE SCHEMA t_{unique}")
+        pg.commit()
+        sink = json.loads((ROOT / "include" / "connectors" / "jdbc-sales-forecasts.json").read_text())
+        sink = {"name": f"forecasts-{unique}", "config": {**sink["config"], "topics": st.forecast_topic}}
+        assert run_view(sink, MemoryStore(), kafka, unique)["written"] == 9
+        assert forecast_from_table(pg) == {"month": "2018-11", "series": sorted(
+            ({"item_id": r["item_id"], "shop_id": r["shop_id"], "units": r["units"]} for r in doc["series"]),
+            key=lambda r: (r["item_id"], r["shop_id"]))}
+        assert forecast_from_table(pg, month="2018-12") is None
+    finally:
+        pg.rollback()
+        pg.cursor().execute(f"DROP SCHEMA t_{unique} CASCADE")
+        pg.commit()
+        pg.close()
 
 
 @pytest.fixture
@@ -118,27 +142,59 @@ def produce_inventory(kafka, topic, lines):
     p.flush(10)
 
 
-def test_the_inventory_view_is_updated_incrementally(pg, kafka, unique):
-    topic = f"zaiko-{unique}"
-    st = OrderSettings(inventory_topic=topic, view=f"view-{unique}")
-    store = MemoryStore()
+def inventory_view(unique, topic, **config):
+    """The shipped definition (include/connectors/jdbc-inventory-view.json), reading ``topic``."""
+    doc = json.loads((ROOT / "include" / "connectors" / "jdbc-inventory-view.json").read_text())
+    return {"name": f"inventory-view-{unique}", "config": {**doc["config"], "topics": topic, **config}}
+
+
+def run_view(definition, store, kafka, unique):
+    dsn = os.environ["AIRFLOW_CONN_POSTGRES_AUTOORDER"]
+    return run(definition, store, kafka, connect=lambda: psycopg2.connect(dsn, options=f"-c search_path=t_{unique}"))
+
+
+def view_rows(pg):
+    cur = pg.cursor()
+    cur.execute("SELECT item_id, shop_id, stock, changed_at FROM inventory_latest ORDER BY 1, 2")
+    rows = cur.fetchall()
+    pg.commit()
+    return rows
+
+
+def test_the_inventory_view_connector_keeps_the_last_change_per_item_and_shop_and_orders_from_it(pg, kafka, unique):
+    topic, store = f"zaiko-{unique}", MemoryStore()
+    view = inventory_view(unique, topic)
     produce_inventory(kafka, topic, ["ITEM001,SHOP001,929,2018-10-01 01:01:01", "ITEM002,SHOP001,480,2018-10-01 01:01:01",
                                      "ITEM001,SHOP001,25,2018-10-02 02:02:02"])
-    assert update_inventory_view(pg, kafka, store, st) == {"records": 3, "keys_changed": 2, "view_size": 2}
-    produce_inventory(kafka, topic, ["ITEM001,SHOP001,6090,2018-10-03 03:00:00", "ITEM001,SHOP001,1,2018-09-01 00:00:00"])
-    # Only the two new records are read; an older change does not overwrite a newer one.
-    assert update_inventory_view(pg, kafka, store, st)["records"] == 2
-    cur = pg.cursor()
-    cur.execute("SELECT item_id, shop_id, stock FROM inventory_latest ORDER BY 1")
-    assert cur.fetchall() == [("ITEM001", "SHOP001", 6090), ("ITEM002", "SHOP001", 480)]
-    assert update_inventory_view(pg, kafka, store, st)["records"] == 0
+    result = run_view(view, store, kafka, unique)
+    assert (result["records"], result["written"], result["tables_created"]) == (3, 3, ["inventory_latest"])
+    assert view_rows(pg) == [("ITEM001", "SHOP001", 25, dt.datetime(2018, 10, 2, 2, 2, 2)),
+                             ("ITEM002", "SHOP001", 480, dt.datetime(2018, 10, 1, 1, 1, 1))]
+    # Only the new records are read; each key keeps its last change on the topic (the inventory file
+    # is a log in time order; a line with an older time written after a newer one would win).
+    produce_inventory(kafka, topic, ["ITEM001,SHOP001,6090,2018-10-03 03:00:00", "ITEM002,SHOP001,3,2018-10-31 21:00:00"])
+    assert run_view(view, store, kafka, unique)["records"] == 2
+    assert view_rows(pg) == [("ITEM001", "SHOP001", 6090, dt.datetime(2018, 10, 3, 3, 0)),
+                             ("ITEM002", "SHOP001", 3, dt.datetime(2018, 10, 31, 21, 0))]
+    assert run_view(view, store, kafka, unique)["records"] == 0
+    # The orders read the view the connector wrote: ITEM002 (100/month, pack 1, no lead time or safety
+    # stock) has 3 on hand and needs nothing; with its stock at 0 and 10 units of safety stock it would.
+    doc = forecast_doc(ITEM001_SHOP001=300.0, ITEM002_SHOP001=100.0)
+    policies = {**POLICIES, "ITEM002": ItemPolicy("ITEM002", pack_size=1, lead_time_days=0, safety_stock_days=3)}
+    result = place_orders(pg, doc, policies)
+    # ITEM001: lead 6 d = 60 + safety 3 d = 30 - 6090 on hand -> nothing; ITEM002: 10 - 3 = 7.
+    assert [(o["item_id"], o["quantity"]) for o in result["orders"]] == [("ITEM002", 7)]
 
 
-def test_a_malformed_inventory_line_names_its_offset(pg, kafka, unique):
-    topic = f"zaiko-{unique}"
+def test_a_malformed_inventory_line_stops_the_view_before_it(pg, kafka, unique):
+    topic, store = f"zaiko-{unique}", MemoryStore()
     produce_inventory(kafka, topic, ["ITEM001,SHOP001,9,2018-10-01 01:01:01", "ITEM001;SHOP001;9"])
-    with pytest.raises(DataError, match=rf"{topic}\[0\]@1: 'ITEM001;SHOP001;9' is not an inventory line"):
-        update_inventory_view(pg, kafka, MemoryStore(), OrderSettings(inventory_topic=topic, view=f"v-{unique}"))
+    view = inventory_view(unique, topic)
+    with pytest.raises(DataError, match=r"inventory-view-.*parse.*'ITEM001;SHOP001;9' has 1 field\(s\); expected 4"):
+        run_view(view, store, kafka, unique)
+    assert view_rows(pg) == [("ITEM001", "SHOP001", 9, dt.datetime(2018, 10, 1, 1, 1, 1))]  # the line before it
+    with pytest.raises(DataError):  # its offset did not move past the bad line
+        run_view(view, store, kafka, unique)
 
 
 POLICIES = {"ITEM001": ItemPolicy("ITEM001", pack_size=12, lead_time_days=6, safety_stock_days=3),
@@ -151,16 +207,17 @@ def forecast_doc(month="2018-11", **units):
 
 
 def set_stock(pg, rows):
+    """Stock as the inventory view's sink leaves it (its table, as auto.create makes it)."""
     cur = pg.cursor()
+    cur.execute("CREATE TABLE IF NOT EXISTS inventory_latest (item_id TEXT NOT NULL, shop_id TEXT NOT NULL, "
+                "stock BIGINT NOT NULL, changed_at TIMESTAMP NOT NULL, PRIMARY KEY (item_id, shop_id))")
     for item, shop, stock in rows:
-        cur.execute("INSERT INTO inventory_latest VALUES (%s, %s, %s, '2018-10-31', 0) ON CONFLICT (item_id, shop_id) "
+        cur.execute("INSERT INTO inventory_latest VALUES (%s, %s, %s, '2018-10-31') ON CONFLICT (item_id, shop_id) "
                     "DO UPDATE SET stock = EXCLUDED.stock", (item, shop, stock))
     pg.commit()
 
 
 def test_orders_by_hand_and_never_twice(pg):
-    from airconnect_retail.auto_order import ensure_schema
-
     ensure_schema(pg)
     set_stock(pg, [("ITEM001", "SHOP001", 10), ("ITEM002", "SHOP001", 500)])
     # ITEM001: 300/month over 30 days -> lead 6 d = 60, safety 3 d = 30; need 60 + 30 - 10 = 80 -> 7 packs of 12 = 84.

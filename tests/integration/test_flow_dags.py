@@ -54,6 +54,14 @@ def _definitions(u: str, bucket: str) -> list[dict]:
         {"name": f"load-zaiko-{u}", "config": {
             "connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector",
             "file": "zaiko/latest.txt", "topic": f"zaiko-{u}"}},
+        # The shipped inventory view (ParseCsv + upsert into inventory_latest), on this module's topic and database.
+        {"name": f"inventory-view-{u}", "config": {
+            **json.loads((ROOT / "include" / "connectors" / "jdbc-inventory-view.json").read_text())["config"],
+            "topics": f"zaiko-{u}", "db.conn.id": f"ao_{u}"}},
+        # The shipped forecasts' sink (sales-forecast -> sales_forecasts, which the orders read).
+        {"name": f"forecasts-{u}", "config": {
+            **json.loads((ROOT / "include" / "connectors" / "jdbc-sales-forecasts.json").read_text())["config"],
+            "topics": f"sales-forecast-{u}", "db.conn.id": f"ao_{u}"}},
     ]
 
 
@@ -104,7 +112,7 @@ def hub(tmp_path_factory, kafka):
         # The DAGs run the connectors they name: here, this module's own.
         "AIRCONNECT_MONTHLY_FORECAST_EXPORT_CONNECTORS": f"jdbc-ec-{u},jdbc-pos-{u},s3-{u}",
         "AIRCONNECT_SALES_FORECAST_CONNECTORS": f"s3-{u}",
-        "AIRCONNECT_AUTO_ORDER_CONNECTORS": f"jdbc-orders-{u},s3-{u},load-zaiko-{u}",
+        "AIRCONNECT_AUTO_ORDER_CONNECTORS": f"jdbc-orders-{u},forecasts-{u},inventory-view-{u}",
         "AIRCONNECT_INVENTORY_SYNC_CONNECTORS": f"load-zaiko-{u}",
         f"AIRFLOW_CONN_EC_{u.upper()}": f"{dag_pg_url}/ec_{u}",
         f"AIRFLOW_CONN_AO_{u.upper()}": f"{dag_pg_url}/ao_{u}",
@@ -216,7 +224,7 @@ def test_the_forecast_dag_forecasts_the_next_month_and_publishes_it_once(hub):
     assert f"s3://{hub.bucket}/forecast/year=2018/month=11/actual-vs-forecast.png" in out  # named in the task log
     topic = f"sales-forecast-{hub.u}"
     records = [json.loads(v) for v in read_topic(hub.kafka, topic)]
-    assert len(records) == len(doc["series"]) > 0 and {r["month"] for r in records} == {"2018-11"}
+    assert len(records) == len(doc["series"]) > 0 and {r["payload"]["month"] for r in records} == {"2018-11"}
     dags_test(hub, "sales_forecast", "-c", json.dumps({"month": "2018-10"}))
     assert len(read_topic(hub.kafka, topic)) == len(records)
 
@@ -244,6 +252,16 @@ def test_auto_order_orders_what_the_forecast_and_stock_call_for_and_never_twice(
         p.produce(f"zaiko-{hub.u}", _envelope(line))
     p.flush(30)
     dags_test(hub, "auto_order")
+    # The JDBC sink wrote the inventory view: the last change per item and shop, parsed by ParseCsv.
+    conn = hub.gen.connect_pg(f"{hub.pg_url}/ao_{hub.u}")
+    with conn.cursor() as cur:
+        cur.execute("SELECT item_id, shop_id, stock, changed_at FROM inventory_latest ORDER BY 1, 2")
+        assert cur.fetchall() == [("ITEM002", "SHOP001", 0, dt.datetime(2018, 10, 31, 18)),
+                                  ("ITEM003", "SHOP001", 6902, dt.datetime(2018, 10, 30, 10))]
+        # And the forecasts' JDBC sink wrote the published forecast, which the orders below come from.
+        cur.execute("SELECT item_id, shop_id, units FROM sales_forecasts WHERE month = '2018-11'")
+        assert {(i, s): u for i, s, u in cur.fetchall()} == units
+    conn.close()
 
     demand = units[("ITEM002", "SHOP001")]
     need = demand * 3 / 30 + demand * 7 / 30 - 0  # lead time 3 days + 7 days of safety stock, November
