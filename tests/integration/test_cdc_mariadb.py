@@ -175,3 +175,21 @@ def test_sigkill_at_every_step_delivers_everything_once(maria, tmp_path):
     assert sorted(e["after"]["id"] for e in events if e and e["op"] == "c") == list(range(100, next_id))
     assert sorted(e["before"]["id"] for e in events if e and e["op"] == "d") == list(range(105, next_id, 6))
     assert sum(1 for e in events if e is None) == len(range(105, next_id, 6))
+
+
+def test_the_operator_runs_it_with_the_airflow_connection(maria):
+    """Under Airflow: the binlog reader gets the address and credentials of db.conn.id's Connection."""
+    from airconnect.core.offsets import Offsets
+    from airconnect.hooks import VariableStore
+    from airconnect.operators import ConnectorOperator
+
+    sales = maria.table("sales")
+    maria.sql(f"INSERT INTO {sales} (id, item) VALUES (1, 'apple')")
+    op = ConnectorOperator(connector=maria.definition())
+    assert op.execute({})["snapshot_records"] == 1
+    maria.sql(f"UPDATE {sales} SET item = 'apples' WHERE id = 1")
+    assert op.execute({})["records"] == 1
+    assert ops(maria.events(sales)) == [("r", 1, "apple"), ("u", 1, "apples")]
+    offsets = Offsets(VariableStore(), f"cdc-maria-{maria.u}")
+    assert offsets.get({"server": maria.prefix})["gtids"]
+    offsets.clear()

@@ -253,3 +253,22 @@ def test_sigkill_at_every_step_delivers_everything_once(pg, tmp_path):
     assert sorted(created) == list(range(100, next_id))
     assert sorted(deleted) == list(range(107, next_id, 8))
     assert sum(1 for e in events if e is None) == len(deleted)
+
+
+def test_the_operator_runs_it_with_the_airflow_connection(pg):
+    """Under Airflow: db.conn.id names the Connection (PostgresHook's connection, the replication
+    connection from the Connection's address), offsets in the Variable."""
+    from airconnect.core.offsets import Offsets
+    from airconnect.hooks import VariableStore
+    from airconnect.operators import ConnectorOperator
+
+    sales = pg.table("sales")
+    pg.sql(f"INSERT INTO {sales} (id, item) VALUES (1, 'apple')")
+    op = ConnectorOperator(connector=pg.definition())
+    assert op.execute({})["snapshot_records"] == 1
+    pg.sql(f"DELETE FROM {sales} WHERE id = 1")
+    assert op.execute({})["records"] == 2  # the delete and its tombstone
+    assert ops(pg.events(sales)) == [("r", 1, "apple"), ("d", 1, ""), ("tombstone",)]
+    offsets = Offsets(VariableStore(), f"cdc-pg-{pg.u}")
+    assert offsets.get({"server": pg.prefix})["lsn"] > 0
+    offsets.clear()
