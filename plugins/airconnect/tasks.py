@@ -13,8 +13,9 @@ task group named after the connector::
 Limits per connector, from its definition: ``airflow.max.active.tasks`` (Airflow's
 ``max_active_tis_per_dagrun``) and ``airflow.pool`` (the pool the tasks take their slots from).
 
-:func:`task_states` lists a connector's tasks in Kafka Connect's ``ConnectorStateInfo`` shape
-(id, state, worker_id: the host that ran it), for the REST API and the CLI.
+:func:`connector_tasks` (:mod:`airconnect.task_status`) lists a connector's tasks in Kafka
+Connect's ``ConnectorStateInfo`` shape (id, state, worker_id: the host that ran it), for the
+REST API and the CLI.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from airflow.sdk import BaseOperator
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.registry import validate
 from airconnect.operators import ConnectorOperator
+from airconnect.task_status import RUN_TASK, SPLIT_TASK, connector_tasks, mapped, task_ids, task_states
 
-SPLIT_TASK = "split"
-RUN_TASK = "run"
+__all__ = ["ConnectorSplitOperator", "connector_task", "connector_tasks", "mapped", "task_ids", "task_states",
+           "worker_hostname"]
+
 DEFAULT_POOL = "default_pool"
 #: A worker's name as its task instances record it (``hostname``), when several workers share a
 #: machine: ``AIRFLOW__CORE__HOSTNAME_CALLABLE=airconnect.tasks.worker_hostname`` and this variable.
@@ -68,11 +71,6 @@ class ConnectorSplitOperator(BaseOperator):
         return tasks
 
 
-def mapped(config: ConnectorConfig) -> bool:
-    """Whether the connector runs as a split (tasks.max above 1)."""
-    return bool(config["tasks.max"] > 1)
-
-
 def connector_task(config: ConnectorConfig, operator: type[ConnectorOperator] = ConnectorOperator,
                    **kwargs: Any) -> Any:
     """The connector's Airflow task(s), to wire with ``>>`` like any task: its operator (tasks.max 1),
@@ -93,63 +91,3 @@ def connector_task(config: ConnectorConfig, operator: type[ConnectorOperator] = 
         operator.partial(task_id=RUN_TASK, connector=config.definition(), **limits, **kwargs).expand(
             task_config=split.output)
     return group
-
-
-def task_ids(config: ConnectorConfig) -> tuple[str, str | None]:
-    """``(the task id that runs the connector, the id of its split task or None)``."""
-    if mapped(config):
-        return f"{config.name}.{RUN_TASK}", f"{config.name}.{SPLIT_TASK}"
-    return config.name, None
-
-
-#: Airflow task instance states -> Kafka Connect's task states.
-_STATES = {
-    "running": "RUNNING", "success": "RUNNING", "queued": "RUNNING", "scheduled": "RUNNING",
-    "up_for_retry": "RUNNING", "restarting": "RESTARTING", "deferred": "RUNNING", "up_for_reschedule": "RUNNING",
-    "failed": "FAILED", "upstream_failed": "FAILED",
-}
-
-
-def connector_tasks(config: ConnectorConfig, dag_id: str, connector: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The ``tasks`` of Kafka Connect's ``ConnectorStateInfo`` (``GET /connectors/NAME/status``):
-    ``[{"id": 0, "state": ..., "worker_id": ...}, ...]``. A connector of one task: task 0 with the
-    connector's state (``connector``: its ``{"state", "worker_id", "trace"?}``). A split one: each
-    mapped task instance of its DAG's latest run, id = map index, ``worker_id`` = the host that ran
-    it (``TaskInstance.hostname``), state from the instance (all PAUSED while the connector is)."""
-    found = task_states(config, dag_id, str(connector.get("worker_id", ""))) if mapped(config) and dag_id else None
-    if not found:
-        return [{"id": 0, **connector}]
-    if connector.get("state") == "PAUSED":
-        return [{**t, "state": "PAUSED"} for t in found]
-    return found
-
-
-def task_states(config: ConnectorConfig, dag_id: str, worker_id: str = "") -> list[dict[str, Any]] | None:
-    """Each mapped task instance of the connector in its DAG's latest run that ran it (see
-    :func:`connector_tasks`); ``None`` before its first run. Read from Airflow's metadata database
-    (the REST API and the CLI run beside it)."""
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    run_id, _ = task_ids(config)
-    with create_session() as session:
-        latest = (session.query(TaskInstance.run_id)
-                  .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == run_id,
-                          TaskInstance.start_date.is_not(None))
-                  .order_by(TaskInstance.start_date.desc()).first())
-        if latest is None:
-            return None
-        tis = (session.query(TaskInstance)
-               .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == run_id,
-                       TaskInstance.run_id == latest[0])
-               .order_by(TaskInstance.map_index).all())
-        tasks = []
-        for ti in tis:
-            state = _STATES.get(str(getattr(ti.state, "value", ti.state) or ""), "UNASSIGNED")
-            entry: dict[str, Any] = {"id": max(ti.map_index, 0), "state": state,
-                                     "worker_id": ti.hostname or worker_id}
-            if state == "FAILED":
-                entry["trace"] = (f"the Airflow task {ti.task_id}[{ti.map_index}] of run {ti.run_id} failed "
-                                  f"(try {ti.try_number}); see its log")
-            tasks.append(entry)
-        return tasks
