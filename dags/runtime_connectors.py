@@ -6,7 +6,8 @@ Variables ``airconnect.connector.<name>``); each valid one becomes the DAG
 
 - a file source: ``@continuous``; each run waits in the triggerer until the file grows, then
   delivers the new lines;
-- a JDBC source: a run every ``poll.interval.ms`` (Kafka Connect's key; default 5 s);
+- a JDBC source or a CDC source: a run every ``poll.interval.ms`` (Kafka Connect's and Debezium's
+  key; default 5 s);
 - a sink (file, S3): ``@continuous``; each run waits in the triggerer until its topics hold
   records beyond its offsets, then delivers them.
 
@@ -31,7 +32,7 @@ from airconnect.tasks import connector_task
 
 
 def connector_dag(config: ConnectorConfig, initial_state: str) -> DAG:
-    polled = config.cls is JDBC_SOURCE
+    polled = config.cls is JDBC_SOURCE or "poll.interval.ms" in config.cls.all_keys()  # (CDC sources too)
     schedule = timedelta(milliseconds=config["poll.interval.ms"]) if polled else "@continuous"
     with DAG(
         dag_id=runtime_dag_id(config.name),

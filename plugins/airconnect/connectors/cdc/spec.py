@@ -52,6 +52,8 @@ def _common_keys(doc_tables: str, time_modes: tuple[str, ...] = ("adaptive",)) -
             "or a string.", choices=("precise", "double", "string")),
         Key("time.precision.mode", "string", time_modes[0], "Temporal types as Debezium's default mode "
             "(io.debezium.time.*).", choices=time_modes),
+        Key("poll.interval.ms", "int", 5000, "How often the log is read: the run interval of a connector created at "
+            "runtime (its DAG connector_<name>); a file-defined one runs on its DAG's schedule.", minimum=1000),
         Key("max.batch.size", "int", 20000, "Changes per Kafka transaction at most (a transaction is never split: "
             "one larger than this is one batch).", minimum=1),
         *(Key(k, "string", "", "Debezium's connection key; airconnect uses db.conn.id.") for k in CONNECTION_KEYS),
