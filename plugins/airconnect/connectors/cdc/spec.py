@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, tasks_not_spread_yet
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key
 from airconnect.core.errors import ConfigError
 from airconnect.core.offsets import only_keys, whole_number
 
@@ -61,7 +61,9 @@ def _common_keys(doc_tables: str, time_modes: tuple[str, ...] = ("adaptive",)) -
 
 
 def _check_common(cfg: ConnectorConfig) -> None:
-    tasks_not_spread_yet(cfg)
+    if cfg["tasks.max"] != 1:
+        raise ConfigError("must be 1: a CDC source reads one log in its order (Debezium's connectors run one task "
+                          "too)", connector=cfg.name, key="tasks.max")
     for key in CONNECTION_KEYS:
         if cfg[key]:
             raise ConfigError("is not used: airconnect reads the database address and credentials from an Airflow "
