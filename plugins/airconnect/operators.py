@@ -57,7 +57,7 @@ class ConnectorOperator(BaseOperator):
     def connector_resources(self, config: ConnectorConfig) -> dict[str, Any]:
         """What the connector's spec says it needs besides Kafka and the offset store, from Airflow:
         a DB-API connection factory (``connect``), a boto3 S3 client (``s3_client``)."""
-        return {name: RESOURCES[name](config) for name in config.cls.resources}
+        return resources_for(config)
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airconnect.hooks import VariableStore, kafka_config
@@ -133,6 +133,13 @@ RESOURCES: dict[str, Callable[[ConnectorConfig], Any]] = {
     "s3_client": lambda config: s3_client(config["aws.conn.id"]),
     "db_params": lambda config: db_params(config["db.conn.id"]),
 }
+
+
+def resources_for(config: ConnectorConfig) -> dict[str, Any]:
+    """What ``config``'s class needs besides Kafka and the offset store (its spec's ``resources``),
+    from Airflow's Connections: for its runs, and for the CLI and the REST API, which read, reset
+    and alter the offsets a class keeps outside the Variable (a JDBC sink's, in its database)."""
+    return {name: RESOURCES[name](config) for name in config.cls.resources}
 
 
 class JdbcSourceOperator(ConnectorOperator):
