@@ -257,24 +257,6 @@ def publish_forecast(doc: Mapping[str, Any], settings: ForecastSettings, kafka: 
         return {"published": len(values), "month": doc["month"], "already_published": False}
 
 
-def latest_forecast(s3: Any, bucket: str, month: str | None = None) -> dict[str, Any] | None:
-    """The newest ``forecast/year=YYYY/month=MM/forecast.json`` document (or that of ``month``), or None."""
-    best: str | None = None
-    prefix = f"{FORECAST_PREFIX}/"
-    if month:
-        y, m = parse_month(month)
-        prefix = f"{FORECAST_PREFIX}/year={y:04d}/month={m:02d}/"
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith("/forecast.json") and (best is None or obj["Key"] > best):
-                best = obj["Key"]
-    if best is None:
-        return None
-    doc = json.loads(s3.get_object(Bucket=bucket, Key=best)["Body"].read())
-    doc["key"] = best
-    return doc
-
-
 def forecast_topic() -> str:
     """The topic forecasts are published to: ``$AIRCONNECT_FORECAST_TOPIC``, else ``sales-forecast``."""
     import os
