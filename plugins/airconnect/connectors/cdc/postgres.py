@@ -229,8 +229,8 @@ class PostgresCdcSource:
                 if offset is None:
                     if self.config["snapshot.mode"] == "initial":
                         if slot is not None:
-                            log.warning("%s: replication slot '%s' exists but nothing was delivered from it (a "
-                                        "first run that died?); dropping it for a new snapshot", self._what(), self.slot)
+                            log.warning("%s: replication slot '%s' exists but there is no offset (the offsets "
+                                        "were reset, or a first run died); dropping it for a new snapshot", self._what(), self.slot)
                             self._sql(conn, "SELECT pg_drop_replication_slot(%s)", (self.slot,))
                         offset = self._snapshot(conn, delivery, result)
                     else:
