@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from airconnect.core import manage
         from airconnect.hooks import VariableStore, kafka_config
+        from airconnect.operators import offsets_resources
 
         store = VariableStore()
         definitions = read_definitions(args.connectors_dir)
@@ -180,11 +181,16 @@ def main(argv: list[str] | None = None) -> int:
             for problem in definitions.errors:
                 print(f"airconnect: invalid, not listed: {problem}", file=sys.stderr)
             for c in defs.values():
-                doc = manage.get_offsets(c, store)
-                line = f"{c.name}\t{c.cls.name}\t{c.kind}\ttopics={','.join(c.topics)}\toffsets={json.dumps(doc['offsets'])}"
+                try:
+                    doc = manage.get_offsets(c, store, offsets_resources(c))
+                except AirconnectError as exc:  # its database unreachable: the Variable's, said so
+                    print(f"airconnect: {c.name}: {exc}; listing the Variable's offsets", file=sys.stderr)
+                    doc = manage.get_offsets(c, store)
+                line = f"{c.name}\t{c.cls.name}\t{c.kind}\ttopics={','.join(c.topics) or '(pattern)'}\toffsets={json.dumps(doc['offsets'])}"
                 if c.kind == "sink":
                     try:
-                        rows = manage.sink_lag(c, store, kafka_config(args.kafka_conn_id or c["kafka.conn.id"]))
+                        rows = manage.sink_lag(c, store, kafka_config(args.kafka_conn_id or c["kafka.conn.id"]),
+                                               resources=offsets_resources(c))
                         line += f"\tlag={sum(r['lag'] for r in rows)}"
                     except AirconnectError as exc:
                         line += f"\tlag=? ({exc})"
@@ -198,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 except ValueError as exc:
                     raise AirconnectError(f"{'stdin' if args.set_file == '-' else args.set_file} is not JSON: {exc}") from None
                 kafka = kafka_config(args.kafka_conn_id or c["kafka.conn.id"]) if c.kind == "sink" else None
-                print(manage.set_offsets(c, store, doc, kafka)["message"])
-            print(json.dumps(manage.get_offsets(c, store), indent=2, ensure_ascii=False))
+                print(manage.set_offsets(c, store, doc, kafka, offsets_resources(c))["message"])
+            print(json.dumps(manage.get_offsets(c, store, offsets_resources(c)), indent=2, ensure_ascii=False))
         elif args.cmd == "lag":
             chosen = _pick(definitions, args.names) if args.names else [c for c in defs.values() if c.kind == "sink"]
             sources = [c.name for c in chosen if c.kind != "sink"]
@@ -208,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                                       f"{'is a source' if len(sources) == 1 else 'are sources'}")
             print("connector\tgroup\ttopic\tpartition\tcommitted\tend\tlag")
             for c in chosen:
-                for r in manage.sink_lag(c, store, kafka_config(args.kafka_conn_id or c["kafka.conn.id"])):
+                for r in manage.sink_lag(c, store, kafka_config(args.kafka_conn_id or c["kafka.conn.id"]),
+                                         resources=offsets_resources(c)):
                     committed = "-" if r["committed"] is None else r["committed"]
                     print(f"{c.name}\t{manage.sink_group(c)}\t{r['topic']}\t{r['partition']}\t{committed}\t{r['end']}\t{r['lag']}")
         elif args.cmd == "reset":
@@ -216,9 +223,11 @@ def main(argv: list[str] | None = None) -> int:
             for c in _pick(definitions, args.names):
                 conn_id = args.kafka_conn_id or c["kafka.conn.id"]
                 # With --delete-topics nothing is left to hold the records twice.
-                print(manage.reset_offsets(c, store, kafka_config(conn_id),
-                                           redeliver=args.redeliver or args.delete_topics)["message"])
-                topics.setdefault(conn_id, set()).update(c.topics)
+                kafka = kafka_config(conn_id)
+                used = manage.connector_topics(c, kafka)  # (a pattern's topics: before they are deleted)
+                print(manage.reset_offsets(c, store, kafka, redeliver=args.redeliver or args.delete_topics,
+                                           resources=offsets_resources(c))["message"])
+                topics.setdefault(conn_id, set()).update(used)
             if args.delete_topics:
                 for conn_id, names in topics.items():
                     deleted = manage.delete_topics(sorted(names), kafka_config(conn_id))

@@ -142,6 +142,12 @@ def resources_for(config: ConnectorConfig) -> dict[str, Any]:
     return {name: RESOURCES[name](config) for name in config.cls.resources}
 
 
+def offsets_resources(config: ConnectorConfig) -> dict[str, Any] | None:
+    """The resources ``manage`` needs to read or change ``config``'s offsets: its class's, when it
+    keeps offsets outside the Variable (``ConnectorClass.kept_offsets``: a JDBC sink's database)."""
+    return resources_for(config) if config.cls.kept_offsets is not None else None
+
+
 class JdbcSourceOperator(ConnectorOperator):
     """Reads new rows of database tables into topics, exactly once (Kafka Connect's JDBC source).
 

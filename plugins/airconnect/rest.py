@@ -506,7 +506,8 @@ def get_connector_tasks(name: str) -> list[dict[str, Any]]:
 
 @app.get("/connectors/{name}/topics")
 def get_connector_topics(name: str) -> dict[str, Any]:
-    return {name: {"topics": _connector(name).topics}}
+    config = _connector(name)
+    return {name: {"topics": manage.connector_topics(config, _kafka(config))}}
 
 
 # --- acting on connectors: the REST endpoints and the CLI call these -------------------------
@@ -861,9 +862,10 @@ def _refuse_unless_stopped(config: ConnectorConfig) -> None:
 @app.get("/connectors/{name}/offsets")
 def get_connector_offsets(name: str) -> dict[str, Any]:
     from airconnect.hooks import VariableStore
+    from airconnect.operators import offsets_resources
 
     config = _connector(name)
-    doc = manage.get_offsets(config, VariableStore())
+    doc = manage.get_offsets(config, VariableStore(), offsets_resources(config))
     if config.kind == "sink":
         group: dict[str, Any] = {"group_id": manage.sink_group(config)}
         try:
@@ -879,11 +881,13 @@ def reset_connector_offsets(name: str, redeliver: bool = False) -> dict[str, Any
     """KIP-875's reset. One that would deliver again into topics (or a file) still holding those
     records answers 409 unless ``?redeliver=true`` says it is meant."""
     from airconnect.hooks import VariableStore
+    from airconnect.operators import offsets_resources
 
     config = _connector(name)
     _refuse_unless_stopped(config)
     try:
-        return manage.reset_offsets(config, VariableStore(), _kafka(config), redeliver=redeliver)
+        return manage.reset_offsets(config, VariableStore(), _kafka(config), redeliver=redeliver,
+                                    resources=offsets_resources(config))
     except RedeliveryRefused as exc:
         raise ConnectError(409, str(exc)) from None
 
@@ -895,7 +899,10 @@ def alter_connector_offsets(name: str, body: dict[str, Any]) -> dict[str, Any]:
     config = _connector(name)
     manage.check_offsets_document(config, body)  # a malformed body is a 400 even while running
     _refuse_unless_stopped(config)
-    return manage.set_offsets(config, VariableStore(), body, _kafka(config) if config.kind == "sink" else None)
+    from airconnect.operators import offsets_resources
+
+    return manage.set_offsets(config, VariableStore(), body, _kafka(config) if config.kind == "sink" else None,
+                              offsets_resources(config))
 
 
 @app.get("/connectors/{name}/lag")
@@ -906,7 +913,9 @@ def get_connector_lag(name: str) -> dict[str, Any]:
     config = _connector(name)
     if config.kind != "sink":
         raise ConnectError(400, f"Connector {name} is a source: only sinks have a consumer lag")
-    rows = manage.sink_lag(config, VariableStore(), _kafka(config))
+    from airconnect.operators import offsets_resources
+
+    rows = manage.sink_lag(config, VariableStore(), _kafka(config), resources=offsets_resources(config))
     return {"name": name, "group_id": manage.sink_group(config), "partitions": rows,
             "total_lag": sum(r["lag"] for r in rows)}
 

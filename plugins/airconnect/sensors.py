@@ -11,6 +11,7 @@ from airflow.sdk.bases.sensor import BaseSensorOperator
 from airconnect.connectors.file.source import change_reason
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.errors import ConfigError
+from airconnect.core.manage import connector_topics
 from airconnect.core.offsets import Offsets
 from airconnect.core.registry import validate
 from airconnect.triggers import FileChangeTrigger, TopicRecordsTrigger, new_records, topic_ends
@@ -104,7 +105,8 @@ class TopicRecordsSensor(BaseSensorOperator):
         positions = {f"{p['kafka_topic']}:{p['kafka_partition']}": o["kafka_offset"]
                      for p, o in Offsets(VariableStore(), config.name).items()
                      if "kafka_topic" in p and isinstance(o.get("kafka_offset"), int)}
-        return kafka_config(config["kafka.conn.id"]), list(config.topics), positions
+        kafka = kafka_config(config["kafka.conn.id"])
+        return kafka, connector_topics(config, kafka), positions  # (a topics.regex sink's: the cluster's matching ones)
 
     def poke(self, context: Any) -> bool:
         kafka, topics, positions = self._state()

@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from airconnect.core.errors import ConfigError
 
@@ -179,6 +179,18 @@ COMMON_KEYS: Final[tuple[Key, ...]] = (
 )
 
 
+class KeptOffsets(Protocol):
+    """Offsets a class keeps outside the Airflow Variable, authoritative over it at its start (a JDBC
+    sink's, in its target database, committed with its rows): what KIP-875's read, reset and alter
+    act on, in Kafka Connect's shape (``({"kafka_topic", "kafka_partition"}, {"kafka_offset"})``)."""
+
+    def read(self) -> list[tuple[dict[str, Any], dict[str, Any]]]: ...
+
+    def reset(self) -> None: ...
+
+    def alter(self, pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any] | None]]) -> None: ...
+
+
 @dataclass(frozen=True)
 class ConnectorClass:
     """A connector's spec: everything about its class, in one place (what Kafka Connect spreads
@@ -216,6 +228,12 @@ class ConnectorClass:
     #: A sink whose runner honours a task's share of its topic-partitions (``task["partitions"]``):
     #: its work is split among ``tasks.max`` tasks like a consumer group's (see ``core/split.py``).
     splits_partitions: bool = False
+    #: Offsets kept outside the Variable (see :class:`KeptOffsets`): ``kept_offsets(config, **resources)``,
+    #: given the class's ``resources``; ``manage`` shows, resets and alters them with the Variable's.
+    kept_offsets: Callable[..., KeptOffsets] | None = None
+    #: Its topics are a pattern's (``topics.regex``): ``topics_in(config, names)`` picks them from the
+    #: cluster's topic ``names``.
+    topics_in: Callable[[ConnectorConfig, list[str]], list[str]] | None = None
 
     def split(self, config: ConnectorConfig, max_tasks: int) -> list[dict[str, Any]]:
         """The connector's tasks (one, unless the class splits its work)."""

@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from airconnect.core.config import ConnectorConfig
+from airconnect.core.config import ConnectorConfig, KeptOffsets
 from airconnect.core.errors import OffsetError, RedeliveryRefused
 from airconnect.core.kafka_client import (
     OFFSETS_TOPIC,
@@ -34,8 +34,36 @@ def sink_group(config: ConnectorConfig) -> str:
     return sink_group_id(config.name)
 
 
-def get_offsets(config: ConnectorConfig, store: KeyValueStore) -> dict[str, Any]:
-    """``GET /connectors/<name>/offsets``: ``{"offsets": [{"partition": ..., "offset": ...}]}``."""
+def connector_topics(config: ConnectorConfig, kafka: Mapping[str, Any] | None) -> list[str]:
+    """The topics ``config`` reads or writes: its definition's, or for a pattern's (a sink's
+    ``topics.regex``) the cluster's topics that match it now (none without ``kafka``)."""
+    if config.cls.topics_in is None or config.topics or kafka is None:
+        return config.topics
+    return config.cls.topics_in(config, list(Admin(kafka).topics()))
+
+
+def _kept(config: ConnectorConfig, resources: Mapping[str, Any] | None, doing: str) -> KeptOffsets | None:
+    """The offsets ``config``'s class keeps outside the Variable (a JDBC sink's, in its database), or
+    ``None`` if it keeps none. Changing them needs the class's resources: without, refused."""
+    if config.cls.kept_offsets is None:
+        return None
+    if resources is None:
+        raise OffsetError(f"connector '{config.name}': its offsets are kept by {config.cls.title or config.cls.name} "
+                          f"outside the Variable too; {doing} them needs its resources "
+                          f"({', '.join(config.cls.resources)}), which were not given")
+    return config.cls.kept_offsets(config, **resources)
+
+
+def get_offsets(config: ConnectorConfig, store: KeyValueStore,
+                resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``GET /connectors/<name>/offsets``: ``{"offsets": [{"partition": ..., "offset": ...}]}``.
+
+    A class that keeps its offsets outside the Variable (a JDBC sink, in its database, where they
+    win at its start) shows those, given its ``resources``; the Variable's otherwise."""
+    if config.cls.kept_offsets is not None and resources is not None:
+        kept = _kept(config, resources, "reading")
+        assert kept is not None
+        return {"offsets": [{"partition": p, "offset": o} for p, o in kept.read()]}
     return Offsets(store, config.name).document()
 
 
@@ -51,7 +79,7 @@ def redelivery_targets(config: ConnectorConfig, kafka: Mapping[str, Any], timeou
     consumer = Consumer(cfg)
     try:
         md = with_retries(lambda: consumer.list_topics(timeout=timeout), kafka, f"connector '{config.name}': listing topics")
-        for topic in config.topics:
+        for topic in connector_topics(config, kafka):
             meta = md.topics.get(topic)
             if meta is None or meta.error is not None:
                 continue
@@ -69,7 +97,7 @@ def redelivery_targets(config: ConnectorConfig, kafka: Mapping[str, Any], timeou
 
 
 def reset_offsets(config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any], *,
-                  redeliver: bool = False) -> dict[str, Any]:
+                  redeliver: bool = False, resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``DELETE /connectors/<name>/offsets``: the next run starts from the beginning.
 
     Sources: the Variable is removed and a tombstone is journalled for each partition, so
@@ -79,7 +107,16 @@ def reset_offsets(config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[
     A reset whose next run would deliver again into a topic (or file) that still holds those
     records is refused with :class:`RedeliveryRefused` unless ``redeliver`` says it is meant
     (or the topics are deleted with it: the CLI's ``--delete-topics``).
+
+    A class that keeps its offsets outside the Variable too (a JDBC sink: in its target database,
+    committed with its rows, authoritative at its start) has those removed with its ``resources``,
+    *last*: that is the reset's commit point. A reset that dies before it leaves the old offsets
+    whole in the database, and the next run resumes from them (and writes them back into the
+    Variable): the reset did not happen, and says so with its error. Had the database gone first,
+    a death before the Variable would let the next run find no database offsets and resume from
+    the Variable's old ones: neither reset nor consistent.
     """
+    kept = _kept(config, resources, "resetting")  # refused before anything changed
     if not redeliver:
         held = redelivery_targets(config, kafka)
         if held:
@@ -89,6 +126,8 @@ def reset_offsets(config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[
                 "(airconnect reset --delete-topics; for a file sink, remove or move its file), or say that "
                 "redelivery is meant (airconnect reset --redeliver; REST: DELETE .../offsets?redeliver=true)")
     reset_named_offsets(config.name, store, kafka, group=sink_group(config) if config.kind == "sink" else None)
+    if kept is not None:
+        kept.reset()
     return {"message": f"The offsets for connector '{config.name}' have been reset successfully"}
 
 
@@ -146,25 +185,27 @@ def group_offsets(config: ConnectorConfig, kafka: Mapping[str, Any], timeout: fl
 
 
 def sink_lag(config: ConnectorConfig, store: KeyValueStore | None, kafka: Mapping[str, Any],
-             timeout: float = 15.0) -> list[dict[str, Any]]:
+             timeout: float = 15.0, resources: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """A sink's consumer lag, per topic-partition of its topics.
 
     Each row: ``topic``, ``partition``, ``committed`` (where the next run starts: the offset in
     the Variable, else the group's commit, else ``None`` = nothing consumed yet), ``end`` (the
     partition's end offset, committed records only) and ``lag`` (``end`` minus ``committed``,
-    or minus the partition's start when nothing was consumed).
+    or minus the partition's start when nothing was consumed). A class that keeps its offsets
+    outside the Variable (a JDBC sink's database) counts from those, given its ``resources``.
     """
     if config.kind != "sink":
         raise OffsetError(f"connector '{config.name}' is a source: only sinks have a consumer lag")
     return [{k: r[k] for k in ("topic", "partition", "committed", "end", "lag")}
-            for r in _sink_positions(config, store, kafka, timeout)]
+            for r in _sink_positions(config, store, kafka, timeout, resources)]
 
 
 def _sink_positions(config: ConnectorConfig, store: KeyValueStore | None, kafka: Mapping[str, Any],
-                    timeout: float) -> list[dict[str, Any]]:
+                    timeout: float, resources: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     saved: dict[tuple[str, int], int] = {}
     if store is not None:
-        for partition, offset in Offsets(store, config.name).items():
+        kept = _kept(config, resources, "reading") if resources is not None else None
+        for partition, offset in kept.read() if kept is not None else Offsets(store, config.name).items():
             topic, part, value = partition.get("kafka_topic"), partition.get("kafka_partition"), offset.get("kafka_offset")
             if isinstance(topic, str) and isinstance(part, int) and isinstance(value, int):
                 saved[(topic, part)] = value
@@ -178,7 +219,7 @@ def _sink_positions(config: ConnectorConfig, store: KeyValueStore | None, kafka:
         except KafkaException as exc:
             raise kafka_error(exc, kafka, f"connector '{config.name}': listing topics") from None
         tps = []
-        for topic in config.topics:
+        for topic in connector_topics(config, kafka):
             meta = md.topics.get(topic)
             if meta is None or meta.error is not None:
                 continue
@@ -232,9 +273,13 @@ def _check_offset_entry(config: ConnectorConfig, i: int, partition: Any, offset:
         only(partition, {"kafka_topic", "kafka_partition"}, "partition")
         if not isinstance(partition.get("kafka_topic"), str) or not partition["kafka_topic"]:
             raise bad("needs 'kafka_topic' (a topic name)")
-        if partition["kafka_topic"] not in config.topics:
-            raise bad(f"names topic {partition['kafka_topic']!r}, which the connector does not read "
+        topic = partition["kafka_topic"]
+        if config.topics and topic not in config.topics:
+            raise bad(f"names topic {topic!r}, which the connector does not read "
                       f"(its topics: {', '.join(config.topics)})")
+        if not config.topics and config.cls.topics_in is not None and not config.cls.topics_in(config, [topic]):
+            raise bad(f"names topic {topic!r}, which the connector does not read (its pattern: "
+                      f"{config['topics.regex']!r})")
         whole(partition, "kafka_partition")
         if offset is not None:
             only(offset, {"kafka_offset"}, "offset")
@@ -281,14 +326,17 @@ def check_offsets_document(config: ConnectorConfig, doc: Any) -> list[tuple[dict
 
 
 def set_offsets(config: ConnectorConfig, store: KeyValueStore, doc: Any,
-                kafka: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                kafka: Mapping[str, Any] | None = None, resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``PATCH /connectors/<name>/offsets`` (KIP-875): merge ``doc`` into the connector's offsets.
 
     Each listed partition gets the given offset (``null``: its offset is removed); partitions not
     listed keep theirs. Sinks: with ``kafka``, the new Kafka offsets are also committed for the
-    consumer group ``connect-<name>``, so Kafka's tools show the same positions.
+    consumer group ``connect-<name>``, so Kafka's tools show the same positions. A class that keeps
+    its offsets outside the Variable too (a JDBC sink's database) has them altered with its
+    ``resources``, last, as :func:`reset_offsets` does and for the same reason.
     """
     pairs = check_offsets_document(config, doc)
+    kept = _kept(config, resources, "altering")
     offsets = Offsets(store, config.name)
     entries = {json.dumps(p, sort_keys=True): (p, o) for p, o in offsets.items()}
     for partition, offset in pairs:
@@ -305,5 +353,7 @@ def set_offsets(config: ConnectorConfig, store: KeyValueStore, doc: Any,
         commits = {(p["kafka_topic"], p["kafka_partition"]): o["kafka_offset"]
                    for p, o in pairs if "kafka_topic" in p and o is not None}
         commit_group_offsets(kafka, sink_group(config), commits)
+    if kept is not None:
+        kept.alter(pairs)
     log.info("connector '%s': offsets altered (%d partition(s))", config.name, len(pairs))
     return {"message": f"The offsets for connector '{config.name}' have been altered successfully"}

@@ -60,11 +60,11 @@ from typing import Any, Final
 from confluent_kafka import Message
 
 from airconnect.connectors.jdbc.dialect import _db_error, _detail, dialect_of
-from airconnect.connectors.jdbc_sink.spec import JDBC_SINK, KAFKA_PK_NAMES, table_name
+from airconnect.connectors.jdbc_sink.spec import JDBC_SINK, KAFKA_PK_NAMES, regex_topics, table_name
 from airconnect.connectors.jdbc_sink.sql import LOGICAL, PRIMITIVES, Column, SinkSql, record_error
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.data import STRING, Schema, to_connect
-from airconnect.core.deadletters import SinkDeadLetters, dead_letter_topic, tolerates
+from airconnect.core.deadletters import SinkDeadLetters, tolerates
 from airconnect.core.delivery import SinkDelivery
 from airconnect.core.errors import ConfigError, DataError, PermanentError, TransientError
 from airconnect.core.failpoints import failpoint
@@ -168,10 +168,7 @@ class JdbcSink:
     def topics(self) -> list[str]:
         if self.config["topics"]:
             return list(self.config["topics"])
-        pattern = re.compile(self.config["topics.regex"])
-        found = sorted(t for t in Admin(self.kafka).topics() if pattern.fullmatch(t) and not t.startswith("__"))
-        dlqs = {dead_letter_topic(self.config, t) for t in found} if tolerates(self.config) else set()
-        return [t for t in found if t not in dlqs]  # never its own dead letters
+        return regex_topics(self.config, list(Admin(self.kafka).topics()))  # never its own dead letters
 
     def run(self) -> JdbcSinkResult:
         topics = self.topics()

@@ -85,6 +85,25 @@ def _check(cfg: ConnectorConfig) -> None:
     _check_names(cfg)
 
 
+def regex_topics(cfg: ConnectorConfig, names: list[str]) -> list[str]:
+    """The topics among ``names`` (the cluster's) that ``topics.regex`` matches whole, never an
+    internal topic nor, with errors.tolerance=all, the sink's own dead letters."""
+    if cfg["topics"]:
+        return list(cfg["topics"])
+    from airconnect.core.deadletters import dead_letter_topic, tolerates  # (it imports the Kafka client)
+
+    pattern = re.compile(cfg["topics.regex"])
+    found = sorted(t for t in names if pattern.fullmatch(t) and not t.startswith("__"))
+    dlqs = {dead_letter_topic(cfg, t) for t in found} if tolerates(cfg) else set()
+    return [t for t in found if t not in dlqs]
+
+
+def _kept_offsets(config: ConnectorConfig, connect: Any = None, **_: Any) -> Any:
+    from airconnect.connectors.jdbc_sink.offsets import DatabaseOffsets
+
+    return DatabaseOffsets(config, connect)
+
+
 def table_name(fmt: str, topic: str) -> str:
     """``table.name.format`` with ``${topic}`` replaced (Confluent's rule: nothing else changes)."""
     return fmt.replace(TOPIC_PLACEHOLDER, topic)
@@ -126,6 +145,8 @@ JDBC_SINK = ConnectorClass(
     topics=lambda config: list(config["topics"]),
     resources=("connect",),
     title="a JDBC sink",
+    kept_offsets=_kept_offsets,
+    topics_in=regex_topics,
 )
 
 
