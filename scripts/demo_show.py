@@ -20,7 +20,7 @@ from airconnect.connectors.s3.manifest import manifest_key
 from airconnect.core.manage import delete_topics, reset_named_offsets, reset_offsets
 from airconnect.core.registry import load_definitions
 from airconnect.hooks import VariableStore, kafka_config
-from airconnect.operators import s3_client
+from airconnect.operators import offsets_resources, s3_client
 from airconnect_retail.auto_order import orders_topic
 from airconnect_retail.sales_forecast import forecast_topic
 
@@ -54,7 +54,8 @@ def fresh() -> None:
         topics += DEFS[name].topics
     reset_named_offsets(forecast_topic(), store, kafka)
     for db_sink in DB_SINKS:
-        reset_offsets(db_sink, store, kafka, redeliver=True)  # its table is dropped below
+        # its table is dropped below; its offsets kept beside its rows go with the reset
+        reset_offsets(db_sink, store, kafka, redeliver=True, resources=offsets_resources(db_sink))
     deleted = delete_topics(sorted({*topics, forecast_topic(), orders_topic()}), kafka)
     s3, n = _s3(), 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
@@ -64,9 +65,6 @@ def fresh() -> None:
     conn = _autoorder_conn()
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS auto_orders, inventory_latest, sales_forecasts")
-        cur.execute("SELECT to_regclass('airconnect_sink_offsets')")
-        if cur.fetchone()[0] is not None:  # a JDBC sink's own offsets, kept beside its rows
-            cur.execute("DELETE FROM airconnect_sink_offsets WHERE connector = ANY(%s)", ([v.name for v in DB_SINKS],))
     conn.commit()
     conn.close()
     print(f"offsets reset: {', '.join([*FLOW_2_3, forecast_topic(), *(v.name for v in DB_SINKS)])}; "
