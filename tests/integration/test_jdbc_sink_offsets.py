@@ -223,3 +223,30 @@ def test_a_regex_sink_s_topics_are_the_cluster_s_matching_topics(tmp_path, uniqu
         assert f"{s.topic}\t0\t{N}\t{N}\t0" in out
     finally:
         s.close()
+
+
+def test_the_rest_api_s_reset_and_alter_reach_the_database(sink):
+    """KIP-875 over REST (the connector STOPPED): PATCH sets the database's offset, DELETE removes it."""
+    from fastapi.testclient import TestClient
+
+    from airconnect import rest
+    from airconnect.definitions_db import set_stopped
+
+    path = f"/connectors/{sink.name}/offsets"
+    doc = {"offsets": [{"partition": {"kafka_topic": sink.topic, "kafka_partition": 0}, "offset": {"kafka_offset": 5}}]}
+    set_stopped(sink.name, True)
+    rest.app.dependency_overrides[rest.check_access] = lambda: None
+    try:
+        client = TestClient(rest.app)
+        assert client.patch(path, json=doc).status_code == 200
+        assert sink.db_offsets() == [(sink.topic, 0, 5)]
+        assert client.get(path).json()["offsets"] == doc["offsets"]
+        assert client.delete(path, params={"redeliver": "true"}).status_code == 200
+        assert sink.db_offsets() == []
+        assert client.get(path).json()["offsets"] == []
+    finally:
+        rest.app.dependency_overrides.clear()
+        set_stopped(sink.name, False)
+    sink.sql(f'DELETE FROM "{sink.table}"')
+    assert sink.run()["records"] == N
+    assert sink.rows() == items(list(range(N)))
