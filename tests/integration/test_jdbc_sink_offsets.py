@@ -123,8 +123,12 @@ def items(ids: list[int]) -> list[tuple[int, str]]:
 
 
 def test_a_reset_writes_every_record_again_into_an_emptied_table(sink):
+    code, _, err = sink.cli("reset", sink.name)  # insert mode: every row would be there twice
+    assert code == 2
+    assert f"table {sink.table} (not empty)" in err and "--redeliver" in err
+    assert sink.db_offsets() == [(sink.topic, 0, N)]
     sink.sql(f'DELETE FROM "{sink.table}"')  # the user empties the table to reload it
-    code, out, err = sink.cli("reset", sink.name, "--redeliver")
+    code, out, err = sink.cli("reset", sink.name)
     assert code == 0, err
     assert "reset successfully" in out
     assert sink.db_offsets() == []
@@ -193,6 +197,7 @@ def test_a_reset_while_a_run_holds_the_connectors_lock_is_refused(sink):
         code, _, err = sink.cli("reset", sink.name, "--redeliver")
         assert code == 2
         assert sink.name in err and "writing" in err
+        assert sink.variable()["offsets"][0]["offset"] == {"kafka_offset": N}  # refused before anything changed
     finally:
         other.close()
     assert sink.db_offsets() == [(sink.topic, 0, N)]

@@ -186,9 +186,20 @@ class KeptOffsets(Protocol):
 
     def read(self) -> list[tuple[dict[str, Any], dict[str, Any]]]: ...
 
-    def reset(self) -> None: ...
+    def reset(self, first: Callable[[], object]) -> None:
+        """Remove them; ``first`` (the Variable's and the group's reset) runs before, while no run
+        of the connector can start (its lock held)."""
+        ...
 
-    def alter(self, pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any] | None]]) -> None: ...
+    def alter(self, pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any] | None]],
+              first: Callable[[], object]) -> None:
+        """Set the listed partitions' offsets (``None``: remove); ``first`` as for :meth:`reset`."""
+        ...
+
+    def holds(self) -> list[str]:
+        """What already holds the records a reset would deliver again, to the same effect as
+        ``ConnectorClass.holds`` (a JDBC sink's non-empty tables in insert mode)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -67,11 +67,16 @@ def get_offsets(config: ConnectorConfig, store: KeyValueStore,
     return Offsets(store, config.name).document()
 
 
-def redelivery_targets(config: ConnectorConfig, kafka: Mapping[str, Any], timeout: float = 15.0) -> list[str]:
+def redelivery_targets(config: ConnectorConfig, kafka: Mapping[str, Any], timeout: float = 15.0,
+                       resources: Mapping[str, Any] | None = None) -> list[str]:
     """What already holds records a reset of ``config`` would deliver again: a source's topics
-    that are not empty, a file sink's file that is not empty. (An S3 sink writes the same
-    objects again, under the same keys: nothing doubles.)"""
+    that are not empty, a file sink's file that is not empty, a JDBC sink's tables that are not
+    empty in insert mode (given its ``resources``). (An S3 sink writes the same objects again,
+    under the same keys, and an upserting JDBC sink the same rows: nothing doubles.)"""
     held = config.cls.holds(config) if config.cls.holds is not None else []
+    kept = _kept(config, resources, "checking") if config.cls.kept_offsets is not None and resources else None
+    if kept is not None:
+        held += kept.holds()
     if config.kind == "sink":
         return held
     cfg = client_config(kafka)
@@ -118,16 +123,19 @@ def reset_offsets(config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[
     """
     kept = _kept(config, resources, "resetting")  # refused before anything changed
     if not redeliver:
-        held = redelivery_targets(config, kafka)
+        held = redelivery_targets(config, kafka, resources=resources)
         if held:
             raise RedeliveryRefused(
                 f"connector '{config.name}': a reset would deliver everything again into {', '.join(held)}, "
                 "which already hold(s) it: every record would be there twice. Delete the topics too "
-                "(airconnect reset --delete-topics; for a file sink, remove or move its file), or say that "
+                "(airconnect reset --delete-topics; for a file sink, remove or move its file; for a JDBC sink, "
+                "empty its tables), or say that "
                 "redelivery is meant (airconnect reset --redeliver; REST: DELETE .../offsets?redeliver=true)")
-    reset_named_offsets(config.name, store, kafka, group=sink_group(config) if config.kind == "sink" else None)
-    if kept is not None:
-        kept.reset()
+    group = sink_group(config) if config.kind == "sink" else None
+    if kept is not None:  # the Variable and the group under the connector's lock, then its database
+        kept.reset(lambda: reset_named_offsets(config.name, store, kafka, group=group))
+    else:
+        reset_named_offsets(config.name, store, kafka, group=group)
     return {"message": f"The offsets for connector '{config.name}' have been reset successfully"}
 
 
@@ -337,6 +345,17 @@ def set_offsets(config: ConnectorConfig, store: KeyValueStore, doc: Any,
     """
     pairs = check_offsets_document(config, doc)
     kept = _kept(config, resources, "altering")
+    if kept is not None:  # the Variable and the group under the connector's lock, then its database
+        kept.alter(pairs, lambda: _set_variable_and_group(config, store, pairs, kafka))
+    else:
+        _set_variable_and_group(config, store, pairs, kafka)
+    log.info("connector '%s': offsets altered (%d partition(s))", config.name, len(pairs))
+    return {"message": f"The offsets for connector '{config.name}' have been altered successfully"}
+
+
+def _set_variable_and_group(config: ConnectorConfig, store: KeyValueStore,
+                            pairs: list[tuple[dict[str, Any], dict[str, Any] | None]],
+                            kafka: Mapping[str, Any] | None) -> None:
     offsets = Offsets(store, config.name)
     entries = {json.dumps(p, sort_keys=True): (p, o) for p, o in offsets.items()}
     for partition, offset in pairs:
@@ -353,7 +372,3 @@ def set_offsets(config: ConnectorConfig, store: KeyValueStore, doc: Any,
         commits = {(p["kafka_topic"], p["kafka_partition"]): o["kafka_offset"]
                    for p, o in pairs if "kafka_topic" in p and o is not None}
         commit_group_offsets(kafka, sink_group(config), commits)
-    if kept is not None:
-        kept.alter(pairs)
-    log.info("connector '%s': offsets altered (%d partition(s))", config.name, len(pairs))
-    return {"message": f"The offsets for connector '{config.name}' have been altered successfully"}
