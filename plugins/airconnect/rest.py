@@ -56,6 +56,7 @@ from airconnect.definitions_db import (
     runtime_dag_id,
     set_stopped,
 )
+from airconnect.task_status import connector_tasks, task_ids
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +218,8 @@ def dag_of(config: ConnectorConfig, definitions: Definitions | None = None) -> s
         bag = DBDagBag()
         for dag_id in dag_ids:
             dag = bag.get_latest_version_of_dag(dag_id, session=session)
-            if dag is not None and config.name in dag.task_dict:
-                return dag_id
+            if dag is not None and (config.name in dag.task_dict or task_ids(config)[0] in dag.task_dict):
+                return dag_id  # (a split connector's tasks are <name>.run, airconnect.tasks)
     return ""
 
 
@@ -308,17 +309,19 @@ def connector_status(config: ConnectorConfig, definitions: Definitions | None = 
     elif dag["paused"]:
         state = "PAUSED"
     else:
-        ti = _last_task_instance(dag_id, config.name)
+        run_task = task_ids(config)[0]  # the connector's name, or <name>.run when split into tasks
+        ti = _last_task_instance(dag_id, run_task)
         if ti is not None and ti["state"] in ("failed", "upstream_failed"):
             state = "FAILED"
-            trace = (_last_error(dag_id, config.name, ti) or ti.get("retry_reason")
+            trace = (_last_error(dag_id, run_task, ti) or ti.get("retry_reason")
                      or f"task {config.name} of DAG run {ti['run_id']} failed (try {ti['try_number']}); see its log")
         else:
             state = "RUNNING"
     part: dict[str, Any] = {"state": state, "worker_id": WORKER_ID}
     if trace:
         part["trace"] = trace
-    tasks = [] if state == "STOPPED" else [{"id": 0, **part}]  # a stopped connector has no tasks (KIP-875)
+    # A stopped connector has no tasks (KIP-875); a split one lists each (map index, worker, state).
+    tasks = [] if state == "STOPPED" else connector_tasks(config, dag_id, part) if dag["exists"] else [{"id": 0, **part}]
     return {"name": config.name, "connector": dict(part), "tasks": tasks, "type": config.kind, "dag_id": dag_id}
 
 
@@ -501,7 +504,8 @@ def get_connector_status(name: str) -> dict[str, Any]:
 @app.get("/connectors/{name}/tasks")
 def get_connector_tasks(name: str) -> list[dict[str, Any]]:
     config = _connector(name)
-    return [{"id": {"connector": name, "task": 0}, "config": config.definition()["config"]}]
+    ids = [t["id"] for t in connector_status(config)["tasks"]] or [0]
+    return [{"id": {"connector": name, "task": i}, "config": config.definition()["config"]} for i in ids]
 
 
 @app.get("/connectors/{name}/topics")
@@ -806,15 +810,15 @@ def restart_connector(name: str, request: Request, includeTasks: bool = False,  
 
 def _task(name: str, task: int) -> ConnectorConfig:
     config = _connector(name)
-    if task != 0 or is_stopped(name):
-        raise ConnectError(404, f"Task {name}-{task} not found")  # one task each (tasks.max is 1); none when stopped
+    if is_stopped(name) or (task != 0 and task not in {t["id"] for t in connector_status(config)["tasks"]}):
+        raise ConnectError(404, f"Task {name}-{task} not found")  # tasks 0..n-1 (a split connector's); none when stopped
     return config
 
 
 @app.get("/connectors/{name}/tasks/{task}/status")
 def get_task_status(name: str, task: int) -> dict[str, Any]:
     status = connector_status(_task(name, task))
-    return status["tasks"][0]
+    return next((t for t in status["tasks"] if t["id"] == task), status["tasks"][0])
 
 
 @app.post("/connectors/{name}/tasks/{task}/restart", status_code=204)
