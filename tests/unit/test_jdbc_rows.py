@@ -112,3 +112,15 @@ def test_timestamp_fast_paths_write_the_general_form(zone):
         for name, naive_zone in (("sold_at", UTC), ("local_at", zone)):
             aware = v if v.tzinfo is not None else v.replace(tzinfo=naive_zone)
             assert by_name[name].write(v) == '"' + iso_utc(aware) + '"', (name, v)
+
+
+def test_text_beyond_the_bmp_and_control_characters_as_connects_jsonconverter_writes_them():
+    # Jackson (Connect's JsonConverter) escapes each half of a surrogate pair and writes control
+    # characters in upper-case hex: the bytes tests/smt/cases.json holds from Connect itself.
+    columns = pg_columns()
+    row = (1, None, None, None, None, None, None, None, None, "おにぎり 🍙", "tab\x1fend")
+    for write in (value_writer(columns, "t", True), value_writer_reference(columns, "t", True)):
+        value = write(row)
+        assert "\"name\":\"おにぎり \\uD83C\\uDF59\"".encode() in value
+        assert b'"odd \\"col\\"":"tab\\u001Fend"' in value
+    assert values_writer(columns, "t", True)([row]) == [value_writer(columns, "t", True)(row)]

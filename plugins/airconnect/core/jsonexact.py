@@ -10,12 +10,30 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
+from airconnect.core.data import json_string
+
 # json's C string encoder: a str as JSON text, non-ASCII kept (what
 # JSONEncoder(ensure_ascii=False).encode calls for a str, without its Python frame).
-encode_str = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+_c_encode_str = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+# Characters beyond U+FFFF: Jackson (Kafka Connect's JsonConverter) writes each as an escaped
+# surrogate pair, json's encoder as raw UTF-8.
+_BEYOND_BMP = re.compile("[\U00010000-\U0010FFFF]")
+
+
+def encode_str(text: str) -> str:
+    """``text`` as a JSON string, byte for byte as Jackson writes it: json's C encoder, unless the
+    text has a control character escaped as ``\\u00XX`` (Jackson's hex is upper-case) or a
+    character beyond U+FFFF; those take :func:`airconnect.core.data.json_string`."""
+    encoded = _c_encode_str(text)
+    if "\\u00" in encoded or (not text.isascii() and _BEYOND_BMP.search(text) is not None):
+        return json_string(text)
+    return encoded
+
+
 _keys: dict[str, str] = {}  # '"name":' of the keys seen (rows repeat them), up to _MAX_KEYS
 _MAX_KEYS = 10000
 

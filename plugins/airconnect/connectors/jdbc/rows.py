@@ -15,6 +15,7 @@ from typing import Any, Final, cast
 
 from airconnect.connectors.jdbc.dialect import Dialect
 from airconnect.connectors.jdbc.offset import UTC
+from airconnect.core.data import json_string
 from airconnect.core.errors import DataError
 from airconnect.core.jsonexact import encode_str, iso_utc
 
@@ -32,7 +33,9 @@ class Column:
     kind: str = "string"  # what describe_columns made of its type: int64, decimal, timestamp_naive, ...
 
 
-_dumps_str = json.JSONEncoder(ensure_ascii=False).encode
+#: A JSON string as Connect's JsonConverter (Jackson) writes it: characters beyond U+FFFF as escaped
+#: surrogate pairs, control characters in upper-case hex, everything else raw UTF-8.
+_dumps_str = json_string
 _ZERO: Final = dt.timedelta(0)
 
 
