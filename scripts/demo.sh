@@ -6,7 +6,8 @@
 #   Flow 2: generates 25 months of EC (PostgreSQL) and POS (MariaDB) sales, exports October 2018
 #   (`airflow dags test monthly_forecast_export 2018-11-01`) and lists the month's S3 objects.
 #   Flow 3: forecasts November 2018 (`sales_forecast`), then a shop's stock runs low and
-#   `auto_order` orders it, once (a re-run orders nothing).
+#   `auto_order` (its JDBC sinks bring the forecast and the inventory into the auto-order
+#   database) orders it, once (a re-run orders nothing).
 #   The tutorial: its own curl commands create, list and delete its two connectors over the REST
 #   API (each runs in a DAG of its own), with a console consumer and tail -f watching.
 # State lives in .airflow/ (Airflow), data/ (files) and the stack; each run of the demo starts afresh.
@@ -105,7 +106,7 @@ show() { python scripts/demo_show.py "$@" | sed '/ \[info  /d'; }  # (without th
 dags_test() {  # airflow dags test, its log kept; print the lines that say what the tasks did
   local log="$AIRFLOW_HOME/demo-$1.log"
   airflow dags test "$@" >"$log" 2>&1 || { tail -60 "$log"; echo "airflow dags test $* failed; log: $log" >&2; exit 1; }
-  grep -ho "connector '[a-z0-9-]*': done, [^[]*\|wrote s3://[^ ]*manifest.json[^[]*\|forecast for [0-9-]* (from[^[]*\|inventory view: [^[]*\|orders: [^[]*" "$log" | sed 's/ *$//' | awk '!seen[$0]++' || true
+  grep -ho "connector '[a-z0-9-]*': done, [^[]*\|connector '[a-z0-9-]*' ([^)]*-> database): done, [^[]*\|wrote s3://[^ ]*manifest.json[^[]*\|forecast for [0-9-]* (from[^[]*\|orders: [^[]*" "$log" | sed 's/ *$//' | awk '!seen[$0]++' || true
 }
 
 say "Flow 2: starting afresh (offsets, topics, the bucket's objects and the order tables)"
