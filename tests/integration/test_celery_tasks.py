@@ -356,6 +356,16 @@ def test_the_tasks_of_one_run_land_on_both_workers_and_write_what_one_task_write
     assert hosts == set(WORKERS), tis  # both workers ran tasks of this run
     assert all(ids == list(range(1, 3001)) for ids in _ids_per_table(c).values())
     assert _objects(c, c["buckets"]["celery"]) == _one_task_reference(c)  # byte for byte
+    # The control plane shows the tasks: Kafka Connect's ConnectorStateInfo, a worker per task.
+    status = c["http"].get(f"/airconnect/connectors/jdbc-{c['u']}/status").json()
+    assert status["connector"]["state"] == "RUNNING", status
+    assert [t["id"] for t in status["tasks"]] == [0, 1, 2, 3], status
+    assert {t["worker_id"] for t in status["tasks"]} == {t[3] for t in source_tis}, status
+    assert all(t["state"] == "RUNNING" for t in status["tasks"]), status
+    tasks = c["http"].get(f"/airconnect/connectors/jdbc-{c['u']}/tasks").json()
+    assert [t["id"]["task"] for t in tasks] == [0, 1, 2, 3]
+    three = c["http"].get(f"/airconnect/connectors/jdbc-{c['u']}/tasks/3/status").json()
+    assert three == status["tasks"][3]
 
 
 def test_a_worker_killed_mid_task_loses_and_doubles_nothing(cluster):
