@@ -423,6 +423,20 @@ def test_definitions_the_sink_cannot_honour_are_rejected(key, value, message):
         validate(definition)
 
 
+@pytest.mark.parametrize("router", ["org.apache.kafka.connect.transforms.RegexRouter",
+                                    "org.apache.kafka.connect.transforms.TimestampRouter"])
+def test_a_topic_router_is_refused_naming_the_transform(router):
+    # The sink's folders, manifests and offsets are per topic read: a routed topic would be silently ignored.
+    definition = {"name": "s3-x", "config": {"connector.class": "S3SinkConnector", "topics": "t", "s3.bucket.name": "b",
+                                             "timestamp.field": "sold_at", "transforms": "route",
+                                             "transforms.route.type": router, "transforms.route.regex": "t",
+                                             "transforms.route.replacement": "u"}}
+    if router.endswith("TimestampRouter"):
+        del definition["config"]["transforms.route.regex"], definition["config"]["transforms.route.replacement"]
+    with pytest.raises(ConfigError, match=r"connector 's3-x', key 'transforms.route.type'.*routes records to other topics"):
+        validate(definition)
+
+
 # --- monthly manifest ----------------------------------------------------------------------------
 
 

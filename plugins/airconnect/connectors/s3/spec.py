@@ -55,6 +55,17 @@ def _check_s3_sink(cfg: ConnectorConfig) -> None:
     if cfg["value.converter"] != JSON_CONVERTER:
         raise ConfigError(f"must be {JSON_CONVERTER!r}: the S3 sink reads JSON objects (with or without a schema envelope)",
                           connector=cfg.name, key="value.converter")
+    for alias in str(cfg.raw.get("transforms") or "").split(","):
+        type_key = f"transforms.{alias.strip()}.type"
+        class_name = str(cfg.raw.get(type_key) or "")
+        if class_name.rsplit(".", 1)[-1] in _ROUTERS:
+            raise ConfigError(f"{class_name} routes records to other topics, which the S3 sink does not follow: its "
+                              "folders, month manifests and offsets are those of the topic each record was read from "
+                              "(route before the topic instead, in the source's transforms)", connector=cfg.name, key=type_key)
+
+
+#: Transforms that change a record's topic (the S3 sink refuses them, see _check_s3_sink).
+_ROUTERS: Final = ("RegexRouter", "TimestampRouter")
 
 
 S3_SINK = ConnectorClass(
