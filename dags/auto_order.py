@@ -45,6 +45,18 @@ definitions = connectors_of("auto_order", ["jdbc-auto-orders", "jdbc-sales-forec
 publishers = [c for c in definitions if c.cls is JDBC_SOURCE and orders_topic() in c.topics]
 forecasts = [c for c in definitions if c.cls is JDBC_SINK and forecast_topic() in c.topics]
 views = [c for c in definitions if c.cls is JDBC_SINK and forecast_topic() not in c.topics]
+# A topic moved by its environment variable without the connector that reads or writes it would leave
+# this DAG without a task: it is this DAG's import error instead, naming both.
+for found, what, topic, variable in ((publishers, "JDBC source that writes the orders topic", orders_topic(),
+                                      "AIRCONNECT_ORDERS_TOPIC"),
+                                     (forecasts, "JDBC sink that reads the forecast topic", forecast_topic(),
+                                      "AIRCONNECT_FORECAST_TOPIC"),
+                                     (views, "second JDBC sink (the inventory view)", None, None)):
+    if not found:
+        names = ", ".join(f"'{c.name}' ({', '.join(c.topics) or 'no topic'})" for c in definitions)
+        raise ValueError(f"DAG auto_order: no {what}" + (f" '{topic}' (${variable})" if topic else "")
+                         + f" among its connectors {names}: change their 'topics' with the topic, or name others "
+                         "with $AIRCONNECT_AUTO_ORDER_CONNECTORS")
 
 with DAG(
     dag_id="auto_order",

@@ -119,3 +119,15 @@ def test_a_new_definition_rewires_no_dag_and_a_dags_connectors_are_named(tmp_pat
     errors = "\n".join(_dagbag(tmp_path).import_errors.values())
     assert "connector 'load-zaiko-data': the DAG inventory_sync runs it, but no definition has this name" in errors
     assert "AIRCONNECT_INVENTORY_SYNC_CONNECTORS" in errors
+
+
+def test_auto_order_whose_connectors_do_not_read_its_topics_is_an_import_error(tmp_path, monkeypatch):
+    # The forecast topic moved without the forecasts sink's `topics`: the DAG would have no task at all.
+    for f in (ROOT / "include" / "connectors").glob("*.json"):
+        (tmp_path / f.name).write_text(f.read_text())
+    monkeypatch.setenv("AIRCONNECT_FORECAST_TOPIC", "uriage-yosoku")
+    bag = _dagbag(tmp_path)
+    errors = {Path(f).stem: e for f, e in bag.import_errors.items()}
+    assert "auto_order" in errors, bag.import_errors
+    assert "reads the forecast topic 'uriage-yosoku'" in errors["auto_order"]
+    assert "jdbc-sales-forecasts" in errors["auto_order"]
