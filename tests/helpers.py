@@ -66,3 +66,18 @@ def generator():
         sys.modules["generate_sales"] = module
         spec.loader.exec_module(module)
     return sys.modules["generate_sales"]
+
+
+def store_runtime_dags() -> None:
+    """Parse dags/runtime_connectors.py and store its DAGs in Airflow's database, as the DAG processor
+    does, after recording the DAG bundle as the processor does when it starts (on a fresh database
+    the ``dag`` rows would otherwise refer to a bundle that is not there)."""
+    from pathlib import Path
+
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    dags = Path(__file__).resolve().parents[1] / "dags"
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(DagBag(dag_folder=str(dags / "runtime_connectors.py"), bundle_path=dags, bundle_name="dags-folder"),
+                   "dags-folder", None)

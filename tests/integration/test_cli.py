@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from airconnect.cli import main
+from helpers import store_runtime_dags
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -236,7 +237,6 @@ def test_a_sink_reset_with_its_topics_can_remove_their_objects_from_the_bucket(t
 def test_connectors_created_at_runtime_from_the_shell(cli, tmp_path, unique):
     """create/update/status/pause/resume/stop/restart/delete: the REST API's functions, from a shell."""
     from airflow.api.common.delete_dag import delete_dag
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
     from airflow.exceptions import DagNotFound
     from airflow.models.dag import DagModel
 
@@ -269,8 +269,7 @@ def test_connectors_created_at_runtime_from_the_shell(cli, tmp_path, unique):
         code, _, err = cli.run("delete", cli.source)
         assert code == 2 and "is managed by the file" in err
         assert state(name) == "UNASSIGNED"  # (not parsed yet)
-        sync_bag_to_db(DagBag(dag_folder=str(ROOT / "dags" / "runtime_connectors.py"), bundle_path=ROOT / "dags",
-                              bundle_name="dags-folder"), "dags-folder", None)
+        store_runtime_dags()
         assert DagModel.get_current(f"connector_{name}").is_paused
         assert state(name) == "PAUSED"
         assert cli.run("resume", name)[0] == 0 and not DagModel.get_current(f"connector_{name}").is_paused

@@ -31,17 +31,15 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from helpers import store_runtime_dags
+
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 def parse_runtime_dags() -> None:
     """Parse dags/runtime_connectors.py and store its DAGs, as the DAG processor does."""
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "runtime_connectors.py"), bundle_path=ROOT / "dags",
-                 bundle_name="dags-folder")
-    sync_bag_to_db(bag, "dags-folder", None)
+    store_runtime_dags()
 
 
 def forget(name: str) -> None:
@@ -179,6 +177,10 @@ def test_connector_plugins_list_connect_and_airconnect_names(client):
     assert plugins["io.confluent.connect.jdbc.JdbcSourceConnector"]["type"] == "source"
     assert plugins["io.confluent.connect.s3.S3SinkConnector"]["type"] == "sink"
     assert all(set(p) == {"class", "type", "version"} for p in plugins.values())
+    # Like Connect, a plugin is listed by its class names, once each: no short aliases or old module paths.
+    listed = [p["class"] for p in client.get("/connector-plugins").json()]
+    assert len(listed) == len(set(listed))
+    assert not {"FileStreamSource", "FileStreamSinkConnector", "JdbcSink", "airconnect.core.file_sink.FileSink"} & set(listed)
 
 
 def test_connectors_list_info_config_topics(client, names):
