@@ -356,9 +356,13 @@ def root() -> dict[str, Any]:
 
 @app.get("/connector-plugins")
 def connector_plugins() -> list[dict[str, str]]:
+    """Each plugin by its class names, as Connect lists them: the Java classes it stands for
+    (Kafka Connect's, Confluent's, Debezium's) and airconnect's own name; the short aliases and old
+    module paths that definitions may also use are left out."""
     plugins = []
     for cls in connector_classes():
-        for name in (*cls.aliases, cls.name):
+        java = [a for a in cls.aliases if "." in a and not a.startswith("airconnect.")]
+        for name in (*java, cls.name):
             plugins.append({"class": name, "type": cls.kind, "version": airconnect.__version__})
     return plugins
 
