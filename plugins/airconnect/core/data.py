@@ -791,7 +791,8 @@ def _as_text(node: Any) -> str:
     return write_json(node) if not isinstance(node, str) else node
 
 
-def _schemaless_type(value: Any) -> str:
+def schemaless_type(value: Any) -> str | None:
+    """The Connect type of a schemaless value (``ConnectSchema.schemaType``), or ``None``."""
     if isinstance(value, bool):
         return BOOLEAN
     if isinstance(value, int):
@@ -808,7 +809,14 @@ def _schemaless_type(value: Any) -> str:
         return MAP
     if isinstance(value, Struct):
         return STRUCT
-    raise DataError(f"Java class {java_class(value)} does not have corresponding schema type.")
+    return None
+
+
+def _schemaless_type(value: Any) -> str:
+    kind = schemaless_type(value)
+    if kind is None:
+        raise DataError(f"Java class {java_class(value)} does not have corresponding schema type.")
+    return kind
 
 
 def _wrap(kind: str, value: int) -> int:

@@ -16,7 +16,6 @@ from typing import Any, Final
 
 from airconnect.core.config import REQUIRED, Key
 from airconnect.core.data import (
-    ARRAY,
     BOOLEAN,
     BYTES,
     DATE_NAME,
@@ -45,6 +44,7 @@ from airconnect.core.data import (
     java_map,
     millis_to_time,
     millis_to_timestamp,
+    schemaless_type,
     struct_schema,
     table_size_for,
     time_to_millis,
@@ -565,31 +565,11 @@ def _date_string(value: dt.date | dt.time) -> str:
     return SimpleDateFormat(pattern).format(ms)
 
 
-def _schemaless_kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return BOOLEAN
-    if isinstance(value, int):
-        return INT64
-    if isinstance(value, float):
-        return FLOAT64
-    if isinstance(value, str):
-        return STRING
-    if isinstance(value, (bytes, bytearray)):
-        return BYTES
-    if isinstance(value, list):
-        return ARRAY
-    if isinstance(value, dict):
-        return MAP
-    if isinstance(value, Struct):
-        return STRUCT
-    return None
-
-
 def cast_value(schema: Schema | None, value: Any, target: str) -> Any:
     """``Cast.castValueToType``."""
     if value is None:
         return None
-    kind = schema.type if schema is not None else _schemaless_kind(value)
+    kind = schema.type if schema is not None else schemaless_type(value)
     if kind is None:
         raise DataError(f"Cast transformation was passed a value of type {java_class(value)} which is not "
                         "supported by Connect's data API")
