@@ -43,7 +43,7 @@ class Key:
     """One configuration key: its type, default and documentation."""
 
     name: str
-    type: str  # "string" | "int" | "bool" | "list" | "path" | "topic"
+    type: str  # "string" | "int" | "bool" | "list" | "path" | "paths" | "topic"
     default: Any = REQUIRED
     doc: str = ""
     choices: tuple[str, ...] | None = None
@@ -79,6 +79,7 @@ def expected(key: Key) -> str:
         "list": "a comma-separated list of names",
         "names": "a comma-separated list of database names (schema.table allowed; not empty, no NUL byte)",
         "path": "a file path",
+        "paths": "a file path, or a comma-separated list of file paths and glob patterns",
         "topic": "a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)",
     }[key.type]
 
@@ -86,21 +87,30 @@ def expected(key: Key) -> str:
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
+def _resolve(value: str) -> str:
+    """A path of a definition, absolute: ``~`` expanded, a relative one under :func:`data_dir`."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = data_dir() / path
+    return str(path)
+
+
 def coerce(key: Key, raw: Any, connector: str) -> Any:
     def bad(extra: str = "") -> ConfigError:
         return ConfigError(f"expected {expected(key)}, got {raw!r}{extra}", connector=connector, key=key.name)
 
-    if key.type in ("string", "path", "topic"):
+    if key.type in ("string", "path", "paths", "topic"):
         if not isinstance(raw, str) or not raw.strip():
             raise bad()
         value: Any = raw.strip()
         if key.type == "topic" and (not _TOPIC_RE.match(value) or value in (".", "..")):
             raise bad()
         if key.type == "path":
-            path = Path(value).expanduser()
-            if not path.is_absolute():
-                path = data_dir() / path
-            value = str(path)
+            value = _resolve(value)
+        if key.type == "paths":  # each entry resolved as a "path"; still one string, comma-separated
+            value = ",".join(_resolve(entry.strip()) for entry in value.split(",") if entry.strip())
+            if not value:
+                raise bad()
     elif key.type == "int":
         if isinstance(raw, bool):
             raise bad()
