@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk.bases.sensor import BaseSensorOperator
 
-from airconnect.connectors.file.source import change_reason
+from airconnect.connectors.file.source import change_in, change_reason, file_entries, several
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.errors import ConfigError
 from airconnect.core.manage import connector_topics
@@ -18,7 +18,8 @@ from airconnect.triggers import FileChangeTrigger, TopicRecordsTrigger, new_reco
 
 
 class FileChangeSensor(BaseSensorOperator):
-    """Waits until a file source's file has bytes beyond its stored position.
+    """Waits until a file source's file has bytes beyond its stored position (a source of several
+    files: until one of the files its list and patterns name now has, a new one included).
 
     Runs of the types in ``wait_in_run_types`` (the continuous schedule's ``scheduled`` runs)
     defer to :class:`FileChangeTrigger`; manual runs (the UI's trigger button,
@@ -39,30 +40,44 @@ class FileChangeSensor(BaseSensorOperator):
         self.max_wait = max_wait
         self.wait_in_run_types = tuple(wait_in_run_types)
 
-    def _state(self) -> tuple[str, dict[str, Any] | None]:
+    def _state(self) -> tuple[str, dict[str, Any] | None, dict[str, dict[str, Any]] | None]:
+        """``(file, its offset, None)``, or for several files ``(file, None, offset by path)``."""
         from airconnect.hooks import VariableStore
 
         config = validate(self.connector)
         offsets = Offsets(VariableStore(), config.name)
-        return config["file"], offsets.get({"filename": config["file"]})
+        if several(config):
+            return config["file"], None, {str(p["filename"]): o for p, o in offsets.items() if "filename" in p}
+        return config["file"], offsets.get({"filename": config["file"]}), None
+
+    @staticmethod
+    def _change(path: str, offset: dict[str, Any] | None,
+                offsets: dict[str, dict[str, Any]] | None) -> tuple[str, str] | None:
+        if offsets is not None:
+            return change_in(file_entries(path), offsets)
+        reason = change_reason(path, offset)
+        return (path, reason) if reason else None
 
     def poke(self, context: Any) -> bool:
-        path, offset = self._state()
-        return change_reason(path, offset) is not None
+        return self._change(*self._state()) is not None
 
     def execute(self, context: Any) -> str | None:
-        path, offset = self._state()
-        reason = change_reason(path, offset)
-        if reason:
-            self.log.info("%s %s since the last run", path, reason)
-            return reason
+        path, offset, offsets = self._state()
+        change = self._change(path, offset, offsets)
+        if change:
+            self.log.info("%s %s since the last run", *change)
+            return change[1]
         run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
         if run_type.split(".")[-1].lower() not in self.wait_in_run_types:
             self.log.info("nothing new in %s; a %s run does not wait", path, run_type or "manual")
             return None
-        self.log.info("waiting for %s to grow past byte %s (deferred to the triggerer)", path, (offset or {}).get("position", 0))
+        if offsets is None:
+            self.log.info("waiting for %s to grow past byte %s (deferred to the triggerer)", path,
+                          (offset or {}).get("position", 0))
+        else:
+            self.log.info("waiting for one of the files %s names to grow or appear (deferred to the triggerer)", path)
         self.defer(
-            trigger=FileChangeTrigger(path=path, offset=offset, poll_interval=self.poll_interval,
+            trigger=FileChangeTrigger(path=path, offset=offset, offsets=offsets, poll_interval=self.poll_interval,
                                       max_wait=(self.max_wait or timedelta(hours=1)).total_seconds(), end_task=True),
             method_name="execute_complete",  # (for triggers deferred by an earlier version)
         )

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airconnect.connectors.file.source import change_reason
+from airconnect.connectors.file.source import change_in, change_reason, file_entries
 
 
 class FileChangeTrigger(BaseTrigger):
@@ -21,13 +21,18 @@ class FileChangeTrigger(BaseTrigger):
     With ``end_task`` the event ends the waiting task itself, from the triggerer (its XCom
     ``return_value`` is ``{"path", "reason"}``): no worker process is started just to resume the
     sensor, which takes a second or more off every change's way to the EC file.
+
+    A source of several files: ``path`` is its ``file`` (paths and patterns, comma-separated),
+    expanded at each poll, and ``offsets`` each file's offset by path.
     """
 
     def __init__(self, path: str, offset: dict[str, Any] | None = None, poll_interval: float = 0.5,
-                 max_wait: float = 3600.0, end_task: bool = False):
+                 max_wait: float = 3600.0, end_task: bool = False,
+                 offsets: dict[str, dict[str, Any]] | None = None):
         super().__init__()
         self.path = path
         self.offset = offset
+        self.offsets = offsets
         self.poll_interval = poll_interval
         self.max_wait = max_wait
         self.end_task = end_task
@@ -36,15 +41,21 @@ class FileChangeTrigger(BaseTrigger):
         return (
             "airconnect.triggers.FileChangeTrigger",
             {"path": self.path, "offset": self.offset, "poll_interval": self.poll_interval, "max_wait": self.max_wait,
-             "end_task": self.end_task},
+             "end_task": self.end_task, **({"offsets": self.offsets} if self.offsets is not None else {})},
         )
+
+    def _change(self) -> tuple[str, str | None]:
+        if self.offsets is None:
+            return self.path, change_reason(self.path, self.offset)
+        found = change_in(file_entries(self.path), self.offsets)
+        return found if found else (self.path, None)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = time.monotonic() + self.max_wait
         while True:
-            reason = change_reason(self.path, self.offset)
+            path, reason = self._change()
             if reason or time.monotonic() >= deadline:
-                result: dict[str, Any] = {"path": self.path, "reason": reason}
+                result: dict[str, Any] = {"path": path, "reason": reason}
                 yield TaskSuccessEvent(xcoms={"return_value": result}) if self.end_task else TriggerEvent(result)
                 return
             await asyncio.sleep(self.poll_interval)

@@ -1,6 +1,12 @@
 """File source: each complete line of a growing text file becomes one record (Kafka Connect's
 FileStreamSourceConnector, made exactly-once and byte-accurate).
 
+Files: ``file`` names one file, as in Kafka Connect, or several: a comma-separated list of paths
+and glob patterns (``*``, ``?``, ``[...]``, ``**`` for folders at any depth), expanded at the start
+of every run (a file that matches later is read from then on), matches taken in sorted order. Each
+file is its own source partition, so ``tasks.max`` deals the files into ``min(files, tasks.max)``
+tasks (:func:`task_files`) and a change of split between runs loses and repeats nothing.
+
 Offsets: partition ``{"filename": <path>}`` -> ``{"position": <bytes>, "inode": n, "mtime_ns": t,
 "tail_sha1": h, "prefix_bytes": k, "prefix_sha1": p}``. ``position`` is a byte offset (Connect's own
 source counts characters and drifts on non-ASCII text). The rest detects a file that was
@@ -12,7 +18,10 @@ and verified at the start of every run (the run re-reads that much of the file);
 required, so Connect's offsets load as they are.
 
 Delivery: each batch is one Kafka transaction carrying its records and its new position (see
-:class:`~airconnect.core.kafka_client.SourceWriter`); the Variable is set after the commit.
+:class:`~airconnect.core.kafka_client.SourceWriter`); the Variable is set after the commit. One
+file (a plain path) has the connector's transactional id, as ever; several files (a list or a
+pattern) have one each (``writer_per_partition``), so tasks never fence each other and whichever
+task reads a file next fences a zombie that read it.
 A last line without its newline waits for the next run. Lines end with ``\\n``; a ``\\r``
 before it (CRLF) is dropped.
 """
@@ -20,15 +29,17 @@ before it (CRLF) is dropped.
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from airconnect.connectors.file import check_file_offset
-from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, not_a_directory, one_task
+from airconnect.core.config import ConnectorClass, ConnectorConfig, Key, one_task
 from airconnect.core.converters import StringValueWriter, plain_lines
 from airconnect.core.deadletters import DeadLetter, context_headers, dead_letter_topic, ensure_dead_letter_topic, report, tolerates
 from airconnect.core.delivery import SourceDelivery
@@ -52,7 +63,9 @@ FILE_SOURCE = ConnectorClass(
         "airconnect.connectors.file.source.FileSource",
     ),
     keys=(
-        Key("file", "path", doc="The file to read; relative paths are under $AIRCONNECT_DATA_DIR.", check=not_a_directory),
+        Key("file", "paths", doc="The file to read, or several: a comma-separated list of paths and glob patterns "
+            "(*, ?, [...], ** for folders at any depth), expanded at each run; one task per file up to tasks.max. "
+            "Relative paths are under $AIRCONNECT_DATA_DIR.", check=lambda value: _entries_problem(file_entries(value))),
         Key("topic", "topic", doc="The topic to write each line to."),
         Key("batch.size", "int", 100000, "Lines per Kafka transaction (one offset commit per batch); they are sent "
             "as they are read, so memory does not grow with it.", minimum=1),
@@ -63,13 +76,105 @@ FILE_SOURCE = ConnectorClass(
             "the position.", minimum=0),
     ),
     doc="Reads a growing text file, one record per line.",
-    check=one_task,
-    runner=lambda config, store, kafka: FileSource(config, store, kafka),
+    check=lambda config: _check(config),
+    runner=lambda config, store, kafka: FilesSource(config, store, kafka) if several(config) else FileSource(
+        config, store, kafka),
     topics=lambda config: [config["topic"]],
     check_offset=lambda config, partition, offset: _check_offset(partition, offset),
     offset_partition=("filename",),
     title="a file source",
+    task_configs=lambda config, max_tasks: [{"files": files} for files in task_files(config, max_tasks)],
 )
+
+#: A glob pattern's special characters (an entry holding none is a plain path).
+_MAGIC: Final = re.compile(r"[*?[]")
+
+
+def file_entries(value: str) -> list[str]:
+    """The entries of a file source's ``file`` (already resolved: absolute paths and patterns)."""
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
+def is_pattern(entry: str) -> bool:
+    return _MAGIC.search(entry) is not None
+
+
+def several(config: ConnectorConfig) -> bool:
+    """Whether ``file`` names several files (a list, or a pattern), not one plain path."""
+    entries = file_entries(config["file"])
+    return len(entries) > 1 or is_pattern(entries[0])
+
+
+def _pattern_problem(entry: str) -> str | None:
+    """What is wrong with a glob pattern that Python's glob would quietly take otherwise."""
+    i = 0
+    while i < len(entry):
+        if entry[i] == "[":
+            j = i + 1 + (entry[i + 1:i + 2] == "!")
+            j += entry[j:j + 1] == "]"  # a ']' first in a set is one of its characters
+            end = entry.find("]", j)
+            if end < 0:
+                return f"{entry!r} opens a '[' set that is never closed (to match a '[' itself, write '[[]')"
+            if "/" in entry[i:end]:
+                return f"{entry!r} has a '/' inside a '[...]' set, which never matches (a set matches one character of a name)"
+            i = end + 1
+        else:
+            i += 1
+    odd = next((part for part in entry.split("/") if "**" in part and part != "**"), None)
+    if odd is not None:
+        return f"{entry!r} has '**' inside the name {odd!r}; '**' (folders at any depth) is a whole path part, as in 'logs/**/*.txt'"
+    return None
+
+
+def _entries_problem(entries: list[str]) -> str | None:
+    """A Key check of ``file``'s entries: what was expected, or ``None``."""
+    seen: set[str] = set()
+    for entry in entries:
+        if "\x00" in entry:
+            return f"file paths, but {entry!r} holds a NUL byte"
+        if entry in seen:
+            return f"each file or pattern once, but {entry!r} is listed twice"
+        seen.add(entry)
+        if is_pattern(entry):
+            problem = _pattern_problem(entry)
+            if problem:
+                return f"glob patterns that match file names, but {problem}"
+        elif os.path.isdir(entry):
+            return ("a file, but it is a directory" if len(entries) == 1 else
+                    f"files, but {entry!r} is a directory (to read the files in it, write '{entry}/*')")
+    return None
+
+
+def _check(cfg: ConnectorConfig) -> None:
+    """One plain path is one task (as in Kafka Connect); a list or a pattern splits into one task per file."""
+    if not several(cfg):
+        one_task(cfg)
+
+
+def matched_files(config: ConnectorConfig) -> list[str]:
+    """The files ``file`` names now (see :func:`matching`)."""
+    return matching(file_entries(config["file"]))
+
+
+def matching(entries: Sequence[str]) -> list[str]:
+    """The files ``entries`` name now, sorted, each once: the plain paths (whether they exist yet or
+    not) and the files the patterns match (folders left out; as in a shell, ``*`` does not match a
+    name starting with '.')."""
+    found: set[str] = set()
+    for entry in entries:
+        if is_pattern(entry):
+            found.update(p for p in glob.glob(entry, recursive=True) if not os.path.isdir(p))
+        else:
+            found.add(entry)
+    return sorted(found)
+
+
+def task_files(config: ConnectorConfig, max_tasks: int) -> list[list[str]]:
+    """Kafka Connect's ``taskConfigs`` for files: the files matched now dealt into
+    ``min(files, max_tasks)`` disjoint groups (one empty group when none matches)."""
+    from airconnect.core.split import deal  # (core.split imports the Kafka client)
+
+    return deal(matched_files(config), max_tasks)
 
 _OFFSET_KEYS: Final = {"position", "inode", "mtime_ns", "tail_sha1", "prefix_bytes", "prefix_sha1"}
 
@@ -164,20 +269,33 @@ def change_reason(path: str, offset: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-class FileSource:
-    """Reads new complete lines of ``file`` and delivers them to ``topic`` exactly once."""
+def change_in(entries: Sequence[str], offsets: Mapping[str, Mapping[str, Any]]) -> tuple[str, str] | None:
+    """The first file ``entries`` name now with something new to read, and why (see
+    :func:`change_reason`; ``offsets`` by path), or ``None``. A file new to the source counts as
+    grown once it holds a byte."""
+    for path in matching(entries):
+        reason = change_reason(path, offsets.get(path))
+        if reason:
+            return path, reason
+    return None
 
-    def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any]):
+
+class FileSource:
+    """Reads new complete lines of ``file`` and delivers them to ``topic`` exactly once (``path``:
+    one of the files of a source of several, sharing their ``offsets``)."""
+
+    def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any], *,
+                 path: str | None = None, offsets: Offsets | None = None):
         if config.cls is not FILE_SOURCE:
             raise ConfigError(f"is {config.cls.name}, not a file source", connector=config.name, key="connector.class")
         self.config = config
         self.name = config.name
-        self.path: str = config["file"]
+        self.path: str = path if path is not None else config["file"]
         self.topic: str = config["topic"]
         self.batch_size: int = config["batch.size"]
         self.to_value = StringValueWriter(config["value.converter"], config["value.converter.schemas.enable"])
         self.store = store
-        self.offsets = Offsets(store, config.name)
+        self.offsets = offsets if offsets is not None else Offsets(store, config.name)
         self.kafka = dict(kafka)
         self.partition = {"filename": self.path}
         self.fields: int = config["csv.fields"]
@@ -214,29 +332,39 @@ class FileSource:
                 raise self.offsets._fail(f"partition {{'filename': {self.path!r}}} has inode={inode!r}; expected an integer")
         return offset
 
-    def run(self) -> FileSourceResult:
-        result = FileSourceResult(self.name, self.path, self.topic)
-        stored = self.stored_offset()
+    def _missing(self, stored: Mapping[str, Any] | None, result: FileSourceResult) -> bool:
+        """Whether there is no file to read (a file that does not exist yet waits for a later run)."""
         if os.path.isdir(self.path):  # valid when checked, a folder now: nothing to read, nothing to create
             raise ConfigError(f"{self.path} is a directory; expected a file (a text file that grows line by line)",
                               connector=self.name, key="file")
-        if not os.path.exists(self.path):
-            log.warning("connector '%s': the file %s does not exist (yet); nothing to read", self.name, self.path)
-            pos = int((stored or {}).get("position", 0))
-            result.from_position = result.to_position = pos
-            result.extra["missing_file"] = True
+        if os.path.exists(self.path):
+            return False
+        log.warning("connector '%s': the file %s does not exist (yet); nothing to read", self.name, self.path)
+        pos = int((stored or {}).get("position", 0))
+        result.from_position = result.to_position = pos
+        result.extra["missing_file"] = True
+        return True
+
+    def run(self) -> FileSourceResult:
+        result = FileSourceResult(self.name, self.path, self.topic)
+        stored = self.stored_offset()
+        if self._missing(stored, result):
             return result
         progress = Progress(log, f"connector '{self.name}' ({self.path} -> {self.topic})", unit="lines")
         with SourceDelivery(self.name, self.store, self.kafka, topics=[self.topic], progress=progress,
                             config=self.config) as delivery:
             if self.dead_topic:
                 ensure_dead_letter_topic(self.config, delivery.admin, self.dead_topic)
-            offset = delivery.resume(self.partition, stored)
-            result.recovered = offset != stored
-            self._read(delivery, offset, result)
+            self.run_in(delivery, stored, result)
         progress.done()
         result.seconds = round(progress.seconds, 3)
         return result
+
+    def run_in(self, delivery: SourceDelivery, stored: Mapping[str, Any] | None, result: FileSourceResult) -> None:
+        """Delivers the file's new lines through ``delivery`` (open, its topics made), from ``stored``."""
+        offset = delivery.resume(self.partition, stored)
+        result.recovered = offset != stored
+        self._read(delivery, offset, result)
 
     def _read(self, delivery: SourceDelivery, offset: dict[str, Any] | None, result: FileSourceResult) -> None:
         try:
@@ -361,6 +489,87 @@ class FileSource:
         result.batches += 1
         result.to_position = pos
         txn.count = 0
+
+
+@dataclass
+class FilesSourceResult:
+    """A run (or one task's run) of a file source of several files: the totals, and each file's result."""
+
+    connector: str
+    topic: str
+    task: int | None = None
+    records: int = 0
+    bytes: int = 0
+    batches: int = 0
+    dead_letters: int = 0
+    seconds: float = 0.0
+    #: No file matched (none was given to this task): nothing was read.
+    no_file: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, one: FileSourceResult) -> None:
+        self.records += one.records
+        self.bytes += one.bytes
+        self.batches += one.batches
+        self.dead_letters += one.dead_letters
+        self.files.append({k: v for k, v in one.as_dict().items() if k not in ("connector", "topic", "seconds")})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class FilesSource:
+    """A file source of several files (a list, or patterns): each file matched now (or this task's
+    share of them, ``config.task["files"]``) read as :class:`FileSource` reads one, through one
+    delivery with a transactional id per file. A file whose line cannot be delivered
+    (``errors.tolerance=none``) stops at that line; the task's other files are read, then the run fails."""
+
+    def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any]):
+        if config.cls is not FILE_SOURCE:
+            raise ConfigError(f"is {config.cls.name}, not a file source", connector=config.name, key="connector.class")
+        self.config = config
+        self.name = config.name
+        self.topic: str = config["topic"]
+        self.store = store
+        self.kafka = dict(kafka)
+
+    def run(self) -> FilesSourceResult:
+        task = self.config.task
+        mine = task is not None and "files" in task  # this task's share of the files, from the split
+        paths: list[str] = [str(p) for p in task["files"]] if task is not None and mine else matched_files(self.config)
+        result = FilesSourceResult(self.name, self.topic, task=task.get("task") if task is not None else None)
+        if not paths:
+            log.warning("connector '%s': %s; nothing to read (a later run reads the files that appear)", self.name,
+                        "this task has no file" if mine else f"no file matches {self.config['file']!r}")
+            result.no_file = True
+            return result
+        offsets = Offsets(self.store, self.name)
+        progress = Progress(log, f"connector '{self.name}' ({len(paths)} file(s) -> {self.topic})", unit="lines")
+        failed: list[Exception] = []
+        with SourceDelivery(self.name, self.store, self.kafka, topics=[self.topic], progress=progress,
+                            writer_per_partition=True, config=self.config) as delivery:
+            dead_topic = dead_letter_topic(self.config, self.topic) if tolerates(self.config) else None
+            if dead_topic:
+                ensure_dead_letter_topic(self.config, delivery.admin, dead_topic)
+            for path in paths:
+                one = FileSource(self.config, self.store, self.kafka, path=path, offsets=offsets)
+                done = FileSourceResult(self.name, path, self.topic)
+                try:
+                    stored = one.stored_offset()
+                    if not one._missing(stored, done):
+                        one.run_in(delivery, stored, done)
+                except (ConfigError, DataError) as exc:  # this file stops here; the others are read
+                    log.error("%s", exc)
+                    failed.append(exc)
+                result.add(done)
+        progress.done()
+        result.seconds = round(progress.seconds, 3)
+        if failed:
+            if len(failed) > 1:
+                log.error("connector '%s': %d of its %d files stopped at a line they could not deliver (see above)",
+                          self.name, len(failed), len(paths))
+            raise failed[0]
+        return result
 
 
 def _position_fields(f: Any, pos: int, st: os.stat_result, prefix: _Prefix) -> dict[str, Any]:
