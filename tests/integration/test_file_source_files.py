@@ -138,3 +138,25 @@ def test_a_folder_in_a_list_is_refused_and_a_plain_path_stays_one_task(tmp_path)
     with pytest.raises(ConfigError, match="key 'tasks.max': must be 1: a local file is read or written by one task"):
         validate(file_source("load-one", "a.csv", "stock", **{"tasks.max": "2"}))
     assert validate(file_source("load-two", "a.csv,b.csv", "stock", **{"tasks.max": "2"}))["tasks.max"] == 2
+
+
+def test_the_wait_of_a_source_of_several_files_fires_for_a_file_that_appears(tmp_path):
+    import asyncio
+    import threading
+
+    from airconnect.triggers import FileChangeTrigger
+
+    seen = tmp_path / "a.log"
+    seen.write_bytes(b"x\n")
+    offsets = {str(seen): {"position": 2, "inode": seen.stat().st_ino, "mtime_ns": seen.stat().st_mtime_ns}}
+    trigger = FileChangeTrigger(f"{tmp_path}/*.log", offsets=offsets, poll_interval=0.05, max_wait=10)
+    classpath, kwargs = trigger.serialize()
+    assert FileChangeTrigger(**kwargs).serialize() == (classpath, kwargs)  # the triggerer gets it back whole
+
+    async def first_event() -> Any:
+        async for event in FileChangeTrigger(**kwargs).run():
+            return event.payload
+
+    (tmp_path / "b.txt").write_bytes(b"not matched\n")
+    threading.Timer(0.3, lambda: (tmp_path / "b.log").write_bytes(b"y\n")).start()
+    assert asyncio.run(first_event()) == {"path": str(tmp_path / "b.log"), "reason": "grew"}
