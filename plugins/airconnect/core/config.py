@@ -165,7 +165,7 @@ CONVERTERS: Final = (JSON_CONVERTER, STRING_CONVERTER)
 
 COMMON_KEYS: Final[tuple[Key, ...]] = (
     Key("connector.class", "string", doc="The connector's class: Kafka Connect's name or airconnect's."),
-    Key("tasks.max", "int", 1, "Kafka Connect's task count: the connector's work (tables, topic-partitions) split "
+    Key("tasks.max", "int", 1, "Kafka Connect's task count: the connector's work (tables, files, topic-partitions) split "
         "into at most this many Airflow tasks (mapped), which Airflow's executor spreads over its workers.", minimum=1),
     Key("airflow.max.active.tasks", "int", 0, "airconnect: at most this many of the connector's tasks run at once in "
         "a DAG run (Airflow's max_active_tis_per_dagrun; 0: no limit but tasks.max).", minimum=0),

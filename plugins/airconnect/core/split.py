@@ -3,9 +3,11 @@ Connect's ``Connector.taskConfigs`` does, computed when a run starts (the split 
 topics' partitions at that moment).
 
 - a JDBC source: its tables dealt into ``min(tables, tasks.max)`` groups (a query is one task);
+- a file source of several files (a list, glob patterns): the files matched now dealt into
+  ``min(files, tasks.max)`` groups (one plain path is one task);
 - a sink whose spec ``splits_partitions`` (the S3 sink): its topics' partitions dealt into
   ``min(partitions, tasks.max)`` groups, as a consumer group's members share them;
-- everything else (a file, one task by nature): one task.
+- everything else (a file sink, one task by nature): one task.
 
 Each share is a JSON map, ``{"task": i, ...}``; :meth:`ConnectorConfig.for_task` gives the runner
 its share. Offsets stay keyed by source partition (table, file, topic-partition), never by task,
