@@ -46,6 +46,7 @@ from airconnect.core.delivery import SourceDelivery
 from airconnect.core.errors import ConfigError, DataError
 from airconnect.core.offsets import KeyValueStore, Offsets
 from airconnect.core.progress import Progress
+from airconnect.core.split import deal
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +173,8 @@ def matching(entries: Sequence[str]) -> list[str]:
 def task_files(config: ConnectorConfig, max_tasks: int) -> list[list[str]]:
     """Kafka Connect's ``taskConfigs`` for files: the files matched now dealt into
     ``min(files, max_tasks)`` disjoint groups (one empty group when none matches)."""
-    from airconnect.core.split import deal  # (core.split imports the Kafka client)
-
     return deal(matched_files(config), max_tasks)
+
 
 _OFFSET_KEYS: Final = {"position", "inode", "mtime_ns", "tail_sha1", "prefix_bytes", "prefix_sha1"}
 
