@@ -509,7 +509,7 @@ class Bench:
     def table(self) -> str:
         lines = [f"airconnect benchmarks, run {self.run_id}: size {self.size:,}, {self.reps} interleaved rep(s), "
                  f"medians; {os.cpu_count()} CPU(s) shared", ""]
-        head = f"{'case':<13} {'variant':<11} {'records':>10} {'records/s':>11} {'MB/s':>7} {'peak RSS MB':>11} {'ratio':>24}"
+        head = f"{'case':<13} {'variant':<12} {'records':>10} {'records/s':>11} {'MB/s':>7} {'peak RSS MB':>11} {'ratio':>24}"
         lines += [head, "-" * len(head)]
         for case, s in self.summary.items():
             if case == "airflow":
@@ -520,7 +520,7 @@ class Bench:
                     r = s["ratios"].get(f"airconnect/{variant}")
                     ratio = f"airconnect/{variant} {r:.2f}x" if r else ""
                 mbs = f"{m['mb_per_s']:.1f}" if m["mb_per_s"] else "-"
-                lines.append(f"{case:<13} {variant:<11} {m['records'] or 0:>10,.0f} {m['records_per_s'] or 0:>11,.0f} "
+                lines.append(f"{case:<13} {variant:<12} {m['records'] or 0:>10,.0f} {m['records_per_s'] or 0:>11,.0f} "
                              f"{mbs:>7} {m['peak_rss_mb'] or 0:>11.0f} {ratio:>24}")
             if case in ("scaling", "scaling_tasks"):
                 for k, v in s["ratios"].items():
