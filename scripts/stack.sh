@@ -14,6 +14,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 STACK="$AIRCONNECT_STACK_DIR"
 KAFKA_LIBS="${AIRCONNECT_KAFKA_LIBS:-$STACK/kafka-libs}"  # shared by a second stack folder (the broker-failure test)
 DEBEZIUM_LIBS="${AIRCONNECT_DEBEZIUM_LIBS:-$STACK/debezium-libs}"  # Debezium's connectors, for the CDC comparison
+# Debezium's MariaDB connector (3.5.0, its own jar set): a sibling folder, since a worker's plugin
+# folder takes every jar beneath it and 3.5.0 must not mix with 3.6.1.
+DEBEZIUM_MARIADB_LIBS="${AIRCONNECT_DEBEZIUM_MARIADB_LIBS:-$STACK/debezium-mariadb-libs}"
 ALL_SERVICES=(kafka postgres mariadb s3 redis)
 
 say() { printf '[stack] %s\n' "$*"; }
@@ -68,23 +71,30 @@ fetch_kafka() {
   say "Kafka jars ready: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars"
 }
 
-# Debezium's PostgreSQL and MySQL connectors (scripts/debezium/pom.xml), run in a Kafka Connect
-# worker beside airconnect's CDC sources by the comparison test and benchmark. Kafka's own jars
-# are left out (the worker has them).
-fetch_debezium() {
-  if [ -f "$DEBEZIUM_LIBS/.complete" ] && cmp -s "$DEBEZIUM_LIBS/.complete" "$AIRCONNECT_ROOT/scripts/debezium/pom.xml"; then
+# Debezium's PostgreSQL and MySQL connectors (scripts/debezium/pom.xml), and its MariaDB connector
+# (scripts/debezium/mariadb/pom.xml, 3.5.0: see there why), run in a Kafka Connect worker beside
+# airconnect's CDC sources by the comparison tests and benchmarks. Kafka's own jars are left out
+# (the worker has them). Each set is fetched again only when its pom changed.
+fetch_debezium_set() { # pom-folder target what
+  local pom="$1/pom.xml" target="$2"
+  if [ -f "$target/.complete" ] && cmp -s "$target/.complete" "$pom"; then
     return 0
   fi
   command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Debezium's jars: apt-get install maven"
-  say "fetching Debezium's connectors from Maven Central into $DEBEZIUM_LIBS (about 25 MB, first time only)"
-  rm -rf "$DEBEZIUM_LIBS"
-  mkdir -p "$DEBEZIUM_LIBS"
-  (cd "$AIRCONNECT_ROOT/scripts/debezium" &&
-    mvn -B -q -Dstyle.color=never dependency:copy-dependencies -DoutputDirectory="$DEBEZIUM_LIBS" \
+  say "fetching Debezium's $3 from Maven Central into $target (about 25 MB, first time only)"
+  rm -rf "$target"
+  mkdir -p "$target"
+  (cd "$1" &&
+    mvn -B -q -Dstyle.color=never dependency:copy-dependencies -DoutputDirectory="$target" \
       -DincludeScope=runtime -DexcludeGroupIds=org.apache.kafka) ||
     die "mvn could not resolve Debezium's jars (see the output above)"
-  cp "$AIRCONNECT_ROOT/scripts/debezium/pom.xml" "$DEBEZIUM_LIBS/.complete"
-  say "Debezium jars ready: $(find "$DEBEZIUM_LIBS" -name '*.jar' | wc -l) jars"
+  cp "$pom" "$target/.complete"
+  say "Debezium jars ready: $(find "$target" -name '*.jar' | wc -l) jars in $target"
+}
+
+fetch_debezium() {
+  fetch_debezium_set "$AIRCONNECT_ROOT/scripts/debezium" "$DEBEZIUM_LIBS" "PostgreSQL and MySQL connectors"
+  fetch_debezium_set "$AIRCONNECT_ROOT/scripts/debezium/mariadb" "$DEBEZIUM_MARIADB_LIBS" "MariaDB connector"
 }
 
 kafka_classpath() {
