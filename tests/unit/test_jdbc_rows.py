@@ -124,3 +124,63 @@ def test_text_beyond_the_bmp_and_control_characters_as_connects_jsonconverter_wr
         assert "\"name\":\"おにぎり \\uD83C\\uDF59\"".encode() in value
         assert b'"odd \\"col\\"":"tab\\u001Fend"' in value
     assert values_writer(columns, "t", True)([row]) == [value_writer(columns, "t", True)(row)]
+
+
+# MySQL/MariaDB: (name, type code, display length, scale) as mysqlclient describes the columns.
+MY_COLUMNS = [
+    ("id", 8, 20, 0), ("price", 246, 14, 2), ("whole", 246, 36, 0), ("micro", 246, 22, 6), ("tiny", 246, 32, 10),
+    ("dt0", 12, 19, 0), ("dt1", 12, 21, 1), ("dt3", 12, 23, 3), ("dt5", 12, 25, 5), ("dt6", 12, 26, 6),
+    ("ts6", 7, 26, 6), ("odd", 12, 26, 31), ("name", 253, 400, 0),
+]
+# The server's text, as mysqlclient hands it with str as the converter: NULLs, ordinary values,
+# zero and invalid dates (the driver reads None), years 999 and 1000, Feb 29 in a leap year and
+# not, fractions of every length, a fraction the column did not announce, negative and large
+# decimals, and places beyond 6 (exponent forms).
+MY_TEXT_ROWS = [
+    (1, "12.30", "-5", "0.000001", "-123.4560000000", "2018-10-31 23:30:00", "2018-10-31 23:30:00.5",
+     "2018-10-31 23:30:00.123", "2018-10-31 23:30:00.12345", "2018-10-31 23:30:00.123456", "2018-10-31 23:30:00.000001",
+     "2018-10-31 23:30:00.12", "お茶"),
+    (2, None, None, None, None, None, None, None, None, None, None, None, None),
+    (3, "-0.01", "99999999999999999999999999999999999", "-0.000001", "0.0000000100", "0000-00-00 00:00:00",
+     "0000-00-00 00:00:00.0", "2018-02-30 10:00:00.000", "2018-00-10 00:00:00.00000", "0999-12-31 23:59:59.999999",
+     "0000-00-00 00:00:00.000000", "0999-01-01 00:00:00", 'say "hi"'),
+    (4, "12345678901234567890.12", "0", "0.000000", "0.0000000000", "1000-01-01 00:00:00", "2020-02-29 12:00:00.1",
+     "2019-02-29 12:00:00.100", "9999-12-31 23:59:59.99999", "2018-10-31 23:30:00", "1970-01-01 00:00:01.000000",
+     "2018-13-01 00:00:00", "x"),
+    (5, "12.5", "-0", "1.5", "1", "2018-10-31 23:30:00.123456", "2018-10-31 23:30:00.12", "2018-10-31 23:30:00",
+     "2018-10-31 23:30:00.1234567", "2018-04-31 00:00:00.000000", "2038-01-19 03:14:07.999999", "2018-10-31", ""),
+]
+
+
+@pytest.mark.parametrize("zone", [UTC, TOKYO], ids=["utc", "tokyo"])
+def test_mysql_text_fast_path_writes_the_general_paths_bytes(zone):
+    """The MySQL/MariaDB fast path (the server's DECIMAL and DATETIME text, written into JSON by the
+    compiled writers) gives the bytes of the general path (mysqlclient's own converters, then the
+    column writers) on the edge values, and reads back the driver's values for offsets
+    (tests/integration/test_jdbc_fast_path.py holds the same against a real MariaDB)."""
+    from MySQLdb.converters import conversions
+
+    from airconnect.connectors.jdbc.rows import mysql_fragments
+
+    description = [(name, code, size, size, size, scale, 1) for name, code, size, scale in MY_COLUMNS]
+    columns = describe_columns(DIALECTS["mysql"], description, zone, {"id": False})
+    frag = mysql_fragments(description, columns, zone, dict(conversions))
+    assert frag is not None
+    as_text = {code for code, conv in frag.codes.items() if conv is str}
+    assert as_text == ({246, 7, 12} if zone is UTC else {246, 7})
+
+    def driver(text_row, keep=frozenset()):  # what mysqlclient gives with its own converters (keep: with str)
+        return tuple(v if v is None or d[1] not in (246, 7, 12) or d[1] in keep else conversions[d[1]](v)
+                     for d, v in zip(description, text_row))
+
+    general_rows = [driver(r) for r in MY_TEXT_ROWS]
+    fast_rows = [driver(r, as_text) for r in MY_TEXT_ROWS]
+    for envelope in (True, False):
+        general = value_writer(columns, "pos.sales", envelope)
+        assert values_writer(columns, "pos.sales", envelope, fragments=frag)(fast_rows) == [general(r) for r in general_rows]
+        idx = [9, 1, 0]  # a key with a text column
+        key = value_writer([columns[i] for i in idx], "k", envelope, idx)
+        assert (values_writer([columns[i] for i in idx], "k", envelope, idx, frag)(fast_rows)
+                == [key(r) for r in general_rows])
+    for fast, general_row in zip(fast_rows, general_rows):
+        assert [frag.value(c, v) for c, v in zip(columns, fast)] == list(general_row)

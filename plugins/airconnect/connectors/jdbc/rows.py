@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Final, cast
 
 from airconnect.connectors.jdbc.dialect import Dialect
@@ -234,23 +235,34 @@ def values_writer(columns: Sequence[Column], record_name: str, envelope: bool, i
     head, tail = _envelope_ends(columns, record_name, envelope)
     env: dict[str, Any] = dict(_INLINE_NAMES)
     env.update({"_join": "".join, "_head": head, "_tail": tail})
-    if indexes is None:
-        refs = [f"v{i}" for i in range(len(columns))]
-        target = "(" + "".join(f"{r}, " for r in refs) + ")"
-    else:
+    refs = [f"v{i}" for i in range(len(columns))]
+    target = "(" + "".join(f"{r}, " for r in refs) + ")"
+    source = "rows"
+    if indexes is not None:
         refs = [f"r[{j}]" for j in indexes]
         target = "r"
+        if indexes:
+            # The row's values at indexes, picked in C, each bound once (a key's expressions use
+            # it several times).
+            env.update({"_map": map, "_pick": itemgetter(*indexes)})
+            refs = [f"v{i}" for i in range(len(indexes))]
+            target = refs[0] if len(indexes) == 1 else "(" + "".join(f"{r}, " for r in refs) + ")"
+            source = "_map(_pick, rows)"
     items = ["_head"]
     for i, c in enumerate(columns):
         env[f"_p{i}"] = ("," if i else "") + _dumps_str(c.name) + ":"
         env[f"_w{i}"] = c.write
         inline = c.inline or "{w}({v})"
-        if fragments is not None and fragments.casts(c):
+        text = fragments.text_inline(c) if fragments is not None else None
+        if text is not None:
+            inline, env[f"_f{i}"] = text[0].replace("{f}", f"_f{i}"), text[1]
+            env.update(_MY_TEXT_NAMES)
+        elif fragments is not None and fragments.casts(c):
             inline = "{v} if {v}.__class__ is str else (" + inline + ")"
         expr = inline.format(v=refs[i], w=f"_w{i}")
         items += [f"_p{i}", f"('null' if {refs[i]} is None else ({expr}))"]
     items.append("_tail")
-    body = f"[_join(({', '.join(items)},)).encode() for {target} in rows]"
+    body = f"[_join(({', '.join(items)},)).encode() for {target} in {source}]"
     names = ", ".join(env)
     src = f"def _make({names}):\n  def write_all(rows):\n    return {body}\n  return write_all\n"
     ns: dict[str, Any] = {}
@@ -265,9 +277,6 @@ def values_writer(columns: Sequence[Column], record_name: str, envelope: bool, i
 FRAGMENT_KINDS: Final = ("decimal", "timestamp", "timestamp_naive")
 _DIGITS: Final = "0123456789"
 _ZEROS: Final = ["0" * n for n in range(7)]
-#: The last day of each month in a year without Feb 29 (MySQL/MariaDB can store invalid dates;
-#: mysqlclient reads them as None, so the fast path leaves anything after these alone).
-_LAST_DAY: Final = {f"{m:02d}": f"{d:02d}" for m, d in zip(range(1, 13), (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31))}
 
 
 def _decimal_text(s: str) -> bool:
@@ -333,50 +342,101 @@ def _pg_timestamp(fallback: Any) -> Callable[..., Any]:
     return cast
 
 
-def _my_decimal(fallback: Any) -> Callable[[Any], Any]:
-    def cast(s: Any) -> Any:
-        if s.__class__ is str and s and s[-1] in _DIGITS:
-            dot = s.find(".")
-            if dot < 0 or len(s) - dot <= 7:
-                return s
-        return fallback(s)
-    return cast
+# MySQL/MariaDB: mysqlclient hands a column's text as it came from the server when ``str`` is the
+# converter of its type (in C, no Python call per value: _mysql.c's _mysql_field_to_python decodes
+# it with the connection's character set, and DECIMAL and DATETIME text is ASCII in every one a
+# client can use). The row writers turn that text into JSON inline (:func:`_my_text_inline`); the
+# server pads a DATETIME's fraction and a DECIMAL's to the column's digits (the description's
+# scale), so one length or one character tells the common form, and any other text (zero and
+# invalid dates, years below 1000, a form the description did not announce) goes through the
+# driver's own converter and the column's writer: the general path's bytes.
+
+#: "MM-DD" of every valid day in a year without Feb 29 (MariaDB can store zero and invalid dates,
+#: which mysqlclient reads as None; Feb 29 takes the driver's converter, which knows leap years).
+_MONTH_DAYS: Final = frozenset(f"{m:02d}-{d:02d}" for m, last in zip(range(1, 13), (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31))
+                               for d in range(1, last + 1))
 
 
-def _my_datetime(fallback: Any) -> Callable[[Any], Any]:
-    def cast(s: Any) -> Any:
-        if s.__class__ is str and len(s) >= 19 and "01" <= s[8:10] <= _LAST_DAY.get(s[5:7], ""):
-            if len(s) == 26 and s[19] == "." and s[4] == "-" and s[10] == " " and "0" < s[0] <= "9":
-                return '"' + s[:10] + "T" + s[11:] + 'Z"'
-            text = _ts_text(s, len(s))
-            if text is not None:
-                return text
-        return fallback(s)
-    return cast
+def _my_ts_json(s: str) -> str | None:
+    """A DATETIME/TIMESTAMP's text in a form the description did not announce, as JSON; None for
+    what only the driver's converter reads right (zero and invalid dates, years below 1000)."""
+    if len(s) >= 19 and s[5:10] in _MONTH_DAYS and s[:4] >= "1000":
+        return _ts_text(s, len(s))
+    return None
+
+
+#: The names :meth:`_MyText.inline`'s expressions use.
+_MY_TEXT_NAMES: Final = {"_MONTH_DAYS": _MONTH_DAYS, "_decimal_text": _decimal_text, "_my_ts_json": _my_ts_json}
+
+
+@dataclass(frozen=True)
+class _MyText:
+    """A column whose values the fetch leaves as the server's text."""
+
+    kind: str  # "decimal" | "timestamp"
+    digits: int | None  # the description's scale: a DECIMAL's places, a DATETIME's fraction digits
+    driver: Callable[[str], Any]  # mysqlclient's own converter for the type (Decimal, DateTime_or_None)
+    write: Callable[[Any], str]  # the column's writer (of what the driver makes)
+
+    def fallback(self, s: str) -> str:
+        """The general path: the driver's value, written by the column's writer."""
+        v = self.driver(s)
+        return "null" if v is None else self.write(v)
+
+    def inline(self) -> str:
+        """The text as JSON, a Python expression over ``{v}`` (the text) and ``{f}`` (:meth:`fallback`)."""
+        d = self.digits
+        if self.kind == "decimal":
+            # str(Decimal(text)) is the text when it has at most 6 places (more may turn into an
+            # exponent form: 0E-7), and the server writes exactly the column's places.
+            if d == 0:
+                return "{v} if '.' not in {v} else {f}({v})"
+            if d is not None and 0 < d <= 6:
+                return f"{{v}} if {{v}}[{-d - 1}:{-d}] == '.' else {{f}}({{v}})"
+            return "{v} if _decimal_text({v}) else {f}({v})"
+        if d is not None and 0 <= d <= 6:
+            # "YYYY-MM-DD HH:MM:SS[.f{d}]": the writer's "YYYY-MM-DDTHH:MM:SS.ffffffZ" when the year
+            # is 1000 or later ("1" or more) and the month's day exists.
+            length, pad = (19, ".000000") if d == 0 else (20 + d, "0" * (6 - d))
+            return (f"'\"' + {{v}}.replace(' ', 'T') + '{pad}Z\"' "
+                    f"if len({{v}}) == {length} and {{v}} >= '1' and {{v}}[5:10] in _MONTH_DAYS else {{f}}({{v}})")
+        return "_my_ts_json({v}) or {f}({v})"
 
 
 @dataclass
 class Fragments:
-    """The fetch's fast path: the database's text of DECIMAL and timestamp values turned into
-    their JSON text while fetching, by type casters on the cursor (psycopg2) or the connection's
-    converters during the query (mysqlclient), so the driver makes no ``Decimal`` or ``datetime``
-    and the writer copies the text. Only a form whose JSON is known to equal the writer's is
-    taken (:func:`_decimal_text`, :func:`_ts_text`: UTC, year 1000-9999, valid dates); any other
-    value goes through the driver's own converter and the column's writer, so the bytes are the
-    general path's (the unit tests hold the two equal)."""
+    """The fetch's fast path: the database's text of DECIMAL and timestamp values kept as text,
+    so the driver makes no ``Decimal`` or ``datetime``. PostgreSQL (psycopg2): type casters on the
+    cursor turn the text into its JSON text while fetching, and the writer copies it. MySQL and
+    MariaDB (mysqlclient): ``str`` as the connection's converter during the query hands the
+    server's text as it is (no Python call per value), and the compiled writers turn it into JSON
+    inline (:meth:`text_inline`). Only a form whose JSON is known to equal the writer's is taken
+    (UTC, year 1000-9999, valid dates, at most 6 decimal places); any other value goes through the
+    driver's own converter and the column's writer, so the bytes are the general path's (the tests
+    hold the two equal)."""
 
     dialect: str
-    codes: dict[int, Callable[..., Any]]  # type code -> caster
+    codes: dict[int, Callable[..., Any]]  # type code -> caster (mysqlclient: str)
     cast_columns: list[Column] = field(default_factory=list)
     aware: list[Column] = field(default_factory=list)  # PostgreSQL timestamptz: the driver gives aware values
+    texts: dict[int, _MyText] = field(default_factory=dict)  # MySQL: id(column) -> its text's handling
 
     def casts(self, column: Column) -> bool:
         return any(c is column for c in self.cast_columns)
+
+    def text_inline(self, column: Column) -> tuple[str, Callable[[str], str]] | None:
+        """MySQL: the writer's expression for the column's text (over ``{v}``, and ``{f}``: the
+        fallback returned with it); None for a column the fetch gives as JSON text or leaves alone."""
+        text = self.texts.get(id(column))
+        return None if text is None else (text.inline(), text.fallback)
 
     def value(self, column: Column, v: Any) -> Any:
         """The value the driver would have given for ``v`` (for offsets and row identities)."""
         if v.__class__ is not str or not self.casts(column):
             return v
+        text = self.texts.get(id(column))
+        if text is not None:
+            return text.driver(v)
         if column.kind == "decimal":
             return Decimal(v)
         # '"YYYY-MM-DDTHH:MM:SS.ffffffZ"' (year 1000-9999: _ts_text)
@@ -442,11 +502,34 @@ def fragments_for(dialect: Dialect, conn: Any, description: Sequence[Sequence[An
                 return None
             codes[code] = {"decimal": _pg_decimal, "tz": _pg_timestamptz, "naive": _pg_timestamp}[what](fallback)
     elif dialect.name == "mysql" and module.startswith("MySQLdb") and isinstance(getattr(conn, "converter", None), dict):
-        for code, what in wanted.items():
-            fallback = conn.converter.get(code)
-            if not callable(fallback):
-                return None
-            codes[code] = (_my_decimal if what == "decimal" else _my_datetime)(fallback)
+        return mysql_fragments(description, columns, zone, conn.converter)
     else:
         return None
     return Fragments(dialect.name, codes, cast_columns, aware)
+
+
+def mysql_fragments(description: Sequence[Sequence[Any]], columns: Sequence[Column], zone: dt.tzinfo,
+                    converters: Mapping[int, Any]) -> Fragments | None:
+    """The fast path for a mysqlclient connection whose converters are ``converters`` (its
+    ``converter`` dict): DECIMAL, TIMESTAMP, and DATETIME when ``zone`` is UTC all year, come as
+    the server's text; None when there is no such column."""
+    utc = _is_utc(zone)
+    codes: dict[int, Callable[..., Any]] = {}
+    for d, c in zip(description, columns):
+        if c.kind == "decimal" or c.kind == "timestamp" or (c.kind == "timestamp_naive" and utc):
+            codes[d[1]] = str
+    if not codes:
+        return None
+    texts: dict[int, _MyText] = {}
+    cast_columns: list[Column] = []
+    for d, c in zip(description, columns):
+        if d[1] not in codes:
+            continue
+        driver = converters.get(d[1])
+        if not callable(driver) or c.kind not in FRAGMENT_KINDS:
+            return None  # a type the driver reads in a way of its own: leave the query alone
+        digits = d[5] if len(d) > 5 and isinstance(d[5], int) else None
+        texts[id(c)] = _MyText("decimal" if c.kind == "decimal" else "timestamp", digits, driver, c.write)
+        cast_columns.append(c)
+    return Fragments("mysql", codes, cast_columns, [], texts)
+
