@@ -46,13 +46,14 @@ Records that cannot be written
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 import logging
 import re
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -60,7 +61,7 @@ from typing import Any, Final
 from confluent_kafka import Message
 
 from airconnect.connectors.jdbc.dialect import _db_error, _detail, dialect_of
-from airconnect.connectors.jdbc_sink.spec import JDBC_SINK, KAFKA_PK_NAMES, regex_topics, table_name
+from airconnect.connectors.jdbc_sink.spec import JDBC_SINK, KAFKA_PK_NAMES, OFFSETS_TABLE, regex_topics, table_name
 from airconnect.connectors.jdbc_sink.sql import LOGICAL, PRIMITIVES, Column, SinkSql, record_error
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.data import STRING, Schema, to_connect
@@ -78,6 +79,8 @@ log = logging.getLogger(__name__)
 UTC: Final = dt.timezone.utc
 #: Bound parameters per statement: PostgreSQL's protocol carries at most 65,535.
 MAX_PARAMS: Final = 65535
+#: Seconds a task waits for another's DDL on the same table (auto.create, auto.evolve).
+DDL_WAIT: Final = 120.0
 TopicPartition = tuple[str, int]
 
 
@@ -158,6 +161,7 @@ class JdbcSink:
         self.result = JdbcSinkResult(self.name)
         self._tables: dict[str, Table] = {}
         self._fast: dict[str, FastPayload] = {}  # topic -> the envelope its last record had
+        self.partitions: list[TopicPartition] | None = None  # the run's share (None: no partition yet)
         self._stopped: dict[TopicPartition, tuple[int, str]] = {}  # partition -> (offset, why) of the record that stops the run
         self._db_offsets: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}  # after the records handled so far
@@ -165,13 +169,26 @@ class JdbcSink:
 
     # ------------------------------------------------------------------ the run
 
-    def topics(self) -> list[str]:
+    def topics(self, counts: Mapping[str, int] | None = None) -> list[str]:
         if self.config["topics"]:
             return list(self.config["topics"])
-        return regex_topics(self.config, list(Admin(self.kafka).topics()))  # never its own dead letters
+        names = list(Admin(self.kafka).topics() if counts is None else counts)
+        return regex_topics(self.config, names)  # never its own dead letters
+
+    def _share(self, topics: list[str], counts: Mapping[str, int]) -> list[TopicPartition] | None:
+        """The topic-partitions this run writes, in order: its task's share of a split, or every
+        partition of its topics now (a connector of one task); ``None``: no partition yet."""
+        task = self.config.task
+        if task is not None and "partitions" in task:
+            mine = {(str(t), int(p)) for t, p in task["partitions"]}
+        else:
+            mine = {(t, p) for t in topics for p in range(counts.get(t, 0))}
+        return sorted(mine) or None
 
     def run(self) -> JdbcSinkResult:
-        topics = self.topics()
+        counts = Admin(self.kafka).topics()
+        topics = self.topics(counts)
+        self.partitions = self._share(topics, counts)
         progress = Progress(log, f"connector '{self.name}' ({', '.join(topics) or 'no topic yet'} -> database)")
         self.conn = self.connect()
         try:
@@ -181,8 +198,10 @@ class JdbcSink:
             self._psycopg2 = type(self.conn).__module__.startswith("psycopg2")
             self._start_session()
             self.dead = SinkDeadLetters(self.config, self.kafka, topics) if tolerates(self.config) and topics else None
-            with SinkDelivery(self.name, self.store, self.kafka, topics, group=self.group,
-                              dead_letters=self.dead, progress=progress, config=self.config) as delivery:
+            with SinkDelivery(self.name, self.store, self.kafka, topics, group=self.group, dead_letters=self.dead,
+                              progress=progress, config=self.config,
+                              partitions=None if self.partitions is None else [list(tp) for tp in self.partitions],
+                              ) as delivery:
                 self.delivery = delivery
                 self._run(topics, progress)
         finally:
@@ -234,16 +253,37 @@ class JdbcSink:
         self.result.offsets = {f"{t}[{p}]": o for (t, p), o in sorted(self._db_offsets.items()) if t in topics}
 
     def _start_session(self) -> None:
-        """Session settings, the run's lock, the offsets table and what it holds for this connector."""
+        """Session settings, the run's locks, the offsets table and what it holds for its partitions.
+
+        A run that writes topic-partitions shares the connector's lock with the connector's other
+        runs (the tasks of a split) and takes each of its partitions' locks, in order: two runs
+        never write one partition (a zombie task of an earlier split cannot write it twice). A run
+        with no partition yet takes the connector's lock alone. A reset or an alter of the offsets
+        takes the connector's lock too: it waits for every run, and they for it."""
         try:
             self.sql.prepare_session(self.cur, self.config["db.timezone"])
-            if not self.sql.try_lock(self.cur, self.name):
-                raise TransientError(f"connector '{self.name}': another run of this connector is writing into the "
-                                     "database (it holds the connector's lock); try again when it has finished")
-            self.cur.execute(self.sql.create_offsets_table())
+            if self.partitions is None:
+                if not self.sql.try_lock(self.cur, self.name):
+                    raise TransientError(f"connector '{self.name}': another run of this connector is writing into "
+                                         "the database (it holds the connector's lock); try again when it has finished")
+            else:
+                if not self.sql.try_share(self.cur, self.name):
+                    raise TransientError(f"connector '{self.name}': its offsets are being reset or altered, or a run "
+                                         "of it with no topic yet is writing (either holds the connector's lock); "
+                                         "try again when it has finished")
+                for topic, p in self.partitions:
+                    if not self.sql.try_lock_partition(self.cur, self.name, topic, p):
+                        raise TransientError(f"connector '{self.name}': another run is writing partition "
+                                             f"{topic}[{p}]; try again when it has finished")
+            if self.sql.table_columns(self.cur, OFFSETS_TABLE) is None:  # (tasks starting at once take turns)
+                with self.ddl_lock(OFFSETS_TABLE):
+                    self.cur.execute(self.sql.create_offsets_table())
+                    self.conn.commit()
             self.conn.commit()
             self.cur.execute(self.sql.select_offsets(), (self.name,))
-            self._db_offsets = {(t, int(p)): int(o) for t, p, o in self.cur.fetchall()}
+            mine = None if self.partitions is None else set(self.partitions)
+            self._db_offsets = {(t, int(p)): int(o) for t, p, o in self.cur.fetchall()
+                                if mine is None or (t, int(p)) in mine}
             self.conn.commit()
         except TransientError:
             raise
@@ -618,6 +658,28 @@ class JdbcSink:
         else:
             self.result.written += n
 
+    @contextlib.contextmanager
+    def ddl_lock(self, table: str) -> Iterator[None]:
+        """A table's DDL lock, held by this session (waiting up to DDL_WAIT seconds): tasks of a split
+        that find the same table missing (or lacking a column) take turns, and each looks again
+        under the lock, so the table is created (the column added) once."""
+        try:
+            got = self.sql.lock_table(self.cur, table, DDL_WAIT)
+            self.conn.commit()
+        except Exception as exc:  # noqa: BLE001 - a DB-API error of any driver
+            raise _db_error(exc, f"connector '{self.name}': locking table {table!r} for DDL") from exc
+        if not got:
+            raise TransientError(f"connector '{self.name}': another session held table {table!r}'s DDL lock for "
+                                 f"{DDL_WAIT:.0f} s; try again when it has finished")
+        try:
+            yield
+        finally:
+            try:
+                self.sql.unlock_table(self.cur, table)
+                self.conn.commit()
+            except Exception:  # noqa: BLE001 - the session may be gone, and its lock with it
+                pass
+
     def ddl(self, statement: str, positions_hint: str) -> None:
         """Run DDL in a transaction of its own, after committing what came before it."""
         self._checkpoint(dict(self._positions_so_far()))
@@ -641,7 +703,7 @@ class JdbcSink:
         positions = dict(positions)
         for tp, (offset, _) in self._stopped.items():
             positions[tp] = offset
-        changed = [(tp, o) for tp, o in positions.items() if self._db_offsets.get(tp) != o]
+        changed = sorted((tp, o) for tp, o in positions.items() if self._db_offsets.get(tp) != o)
         try:
             if changed:
                 self.cur.execute(self.sql.upsert_offsets(len(changed)),
@@ -696,8 +758,10 @@ class Table:
             self.layouts[cache_key] = layout
         return layout
 
-    def _fit(self, layout: Layout) -> None:
-        """The table has a column for each of the layout's, or gets one (auto.create, auto.evolve)."""
+    def _fit(self, layout: Layout, locked: bool = False) -> None:
+        """The table has a column for each of the layout's, or gets one (auto.create, auto.evolve):
+        the DDL under the table's DDL lock, decided again there (``locked``) from the columns the
+        table has then (another task may have just created the table, or added the column)."""
         sink, sql = self.sink, self.sink.sql
         existing = self.columns()
         if existing is None or sink.config["auto.evolve"]:
@@ -711,6 +775,9 @@ class Table:
                 raise RecordError(f"table {self.name!r} does not exist; create it, or set auto.create=true to have "
                                   "it created from the record schema", key="auto.create", fatal=True)
             self.flush()
+            if not locked:
+                self._under_lock(layout)
+                return
             sink.ddl(sql.create_table(self.name, layout.columns), f"table {self.name!r} was missing")
             sink.result.tables_created.append(self.name)
             self._known = False
@@ -730,10 +797,21 @@ class Table:
                                   f"fields (this one is {'part of the key' if c.key else 'required'})",
                                   key="auto.evolve", fatal=True)
         self.flush()
+        if not locked:
+            self._under_lock(layout)
+            return
         for c in missing:
             sink.ddl(sql.add_column(self.name, c), f"table {self.name!r} had no column {c.name!r}")
             sink.result.columns_added.append(f"{self.name}.{c.name}")
         self._known = False
+
+    def _under_lock(self, layout: Layout) -> None:
+        """:meth:`_fit` again under the table's DDL lock, what came before committed first (an open
+        transaction holding rows of the table would keep another task's DDL waiting on it)."""
+        self.sink._checkpoint(self.sink._positions_so_far())
+        with self.sink.ddl_lock(self.name):
+            self._known = False
+            self._fit(layout, locked=True)
 
     def add(self, layout: Layout, op: str, row: tuple[Any, ...], msg: Message) -> None:
         if layout is not self.batch_layout or op != self.batch_op:

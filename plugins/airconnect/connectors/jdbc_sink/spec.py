@@ -6,7 +6,7 @@ import re
 from typing import Any, Final
 
 from airconnect.connectors.jdbc.spec import SQL_MARKS
-from airconnect.core.config import JSON_CONVERTER, ConnectorClass, ConnectorConfig, Key, check_timezone, tasks_not_spread_yet
+from airconnect.core.config import JSON_CONVERTER, ConnectorClass, ConnectorConfig, Key, check_timezone
 from airconnect.core.errors import ConfigError
 
 INSERT_MODES: Final = ("insert", "upsert", "update")
@@ -51,7 +51,6 @@ def _check_names(cfg: ConnectorConfig) -> None:
 
 def _check(cfg: ConnectorConfig) -> None:
     name = cfg.name
-    tasks_not_spread_yet(cfg)
     if cfg["connection.url"]:
         raise ConfigError("is not used: airconnect reads the database address and credentials from an "
                           "Airflow Connection; name it with 'db.conn.id'", connector=name, key="connection.url")
@@ -147,6 +146,7 @@ JDBC_SINK = ConnectorClass(
     title="a JDBC sink",
     kept_offsets=_kept_offsets,
     topics_in=regex_topics,
+    splits_partitions=True,
 )
 
 

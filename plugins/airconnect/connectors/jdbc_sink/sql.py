@@ -8,6 +8,7 @@ source: PostgreSQL's double quotes, MariaDB's backticks, the quote doubled insid
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -40,6 +41,9 @@ _MYSQL_TYPES: Final = {
     "time": "TIME(6)", "timestamp": "DATETIME(6)",
 }
 _MYSQL_KEY_TYPES: Final = {"string": "VARCHAR(256)", "bytes": "VARBINARY(767)"}
+#: MariaDB: the named locks that make up a connector's lock (see :meth:`SinkSql.try_share`): at
+#: most this many runs of one connector write at once (each task of a split is one).
+LOCK_SLOTS: Final = 64
 
 #: MariaDB's errors that are a record's fault (its value does not fit the column or the table's rules).
 _MYSQL_RECORD_ERRORS: Final = frozenset({
@@ -178,18 +182,88 @@ class SinkSql:
             # value that does not fit its column an error (a dead letter), never a silent truncation.
             cur.execute("SET time_zone = '+00:00', "
                         "sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')")
+            # Tasks of a split write one table (and the offsets table) at once: READ COMMITTED
+            # takes no gap locks, whose crossing inserts would deadlock them.
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+    # Locks, all held by the run's database session (the database drops them with it, so a killed
+    # run leaves none behind), all tried without waiting:
+    # - the connector's lock, exclusive: a run with no topic-partition yet, a reset or an alter of
+    #   its offsets (:meth:`try_lock`);
+    # - shared by every run that writes topic-partitions (:meth:`try_share`), with
+    # - one lock per topic-partition it writes (:meth:`try_lock_partition`): two tasks (of one
+    #   split, or of splits that differ between runs, or a zombie) never write the same partition.
+    # PostgreSQL: advisory locks (a shared and an exclusive mode on one key). MariaDB's GET_LOCK has
+    # no shared mode: the connector's lock is LOCK_SLOTS named locks, all of them taken by try_lock,
+    # any one of them by try_share. Names are hashed (MariaDB's names take at most 64 characters).
+
+    def _key(self, *parts: str) -> str:
+        return "airconnect-sink:" + hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:40]
+
+    def _slots(self, connector: str) -> list[str]:
+        token = self._key(connector)
+        return [token] + [f"{token}:{i}" for i in range(1, LOCK_SLOTS)]
 
     def try_lock(self, cur: Any, connector: str) -> bool:
-        """A session lock per connector: a second run of the same connector (which would write the
-        same records again) does not start while one is writing. The database drops it with the
-        session, so a killed run leaves none behind."""
-        token = "airconnect-sink:" + hashlib.sha1(connector.encode()).hexdigest()[:40]
+        """The connector's lock, exclusive: no run of the connector writes while it is held, and it
+        is not taken while one does."""
+        if self.postgres:
+            cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self._key(connector),))
+            row = cur.fetchone()
+            return bool(row and row[0])
+        slots = self._slots(connector)
+        cur.execute("SELECT " + ", ".join(["GET_LOCK(%s, 0)"] * len(slots)), slots)
+        row = cur.fetchone()
+        return bool(row and all(row))
+
+    def try_share(self, cur: Any, connector: str) -> bool:
+        """The connector's lock, shared with its other runs (each writing its own topic-partitions)."""
+        if self.postgres:
+            cur.execute("SELECT pg_try_advisory_lock_shared(hashtextextended(%s, 0))", (self._key(connector),))
+            row = cur.fetchone()
+            return bool(row and row[0])
+        for slot in self._slots(connector):
+            cur.execute("SELECT GET_LOCK(%s, 0)", (slot,))
+            row = cur.fetchone()
+            if row and row[0]:
+                return True
+        return False
+
+    def try_lock_partition(self, cur: Any, connector: str, topic: str, partition: int) -> bool:
+        """One topic-partition's lock: the run that holds it is the only one writing its records."""
+        token = self._key(connector, topic, str(partition))
         if self.postgres:
             cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (token,))
         else:
             cur.execute("SELECT GET_LOCK(%s, 0)", (token,))
         row = cur.fetchone()
         return bool(row and row[0])
+
+    def lock_table(self, cur: Any, table: str, wait: float) -> bool:
+        """A table's DDL lock (several tasks creating or altering one table take turns), waiting up
+        to ``wait`` seconds; :meth:`unlock_table` releases it."""
+        token = self._key("ddl", table)
+        if self.postgres:
+            deadline = time.monotonic() + wait
+            while True:
+                cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (token,))
+                row = cur.fetchone()
+                if row and row[0]:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
+        cur.execute("SELECT GET_LOCK(%s, %s)", (token, wait))
+        row = cur.fetchone()
+        return bool(row and row[0])
+
+    def unlock_table(self, cur: Any, table: str) -> None:
+        token = self._key("ddl", table)
+        if self.postgres:
+            cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (token,))
+        else:
+            cur.execute("SELECT RELEASE_LOCK(%s)", (token,))
+        cur.fetchone()
 
 
 def record_error(exc: BaseException) -> bool:
