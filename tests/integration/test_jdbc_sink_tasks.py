@@ -9,6 +9,7 @@ it, every partition's offset is its end, once.
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -131,6 +132,9 @@ def test_a_partition_another_run_is_writing_is_refused_and_the_others_are_writte
         config = definition(name, topic, 2)
         first, second = task_configs(config, kafka)
         assert first["partitions"] == [[topic, 0], [topic, 2]] and second["partitions"] == [[topic, 1], [topic, 3]]
+        by_regex = validate({"name": name, "config": {"connector.class": SINK, "topics.regex": re.escape(topic),
+                                                      "db.conn.id": "unused", "tasks.max": "2"}})
+        assert task_configs(by_regex, kafka) == [first, second]  # topics.regex: the topics it matches now
         other = db.connect()  # a run (say a zombie task of an earlier split) writing partition 2, as a run locks it
         try:
             cur, sql = other.cursor(), SinkSql(dialect_of(other))

@@ -5,8 +5,9 @@ topics' partitions at that moment).
 - a JDBC source: its tables dealt into ``min(tables, tasks.max)`` groups (a query is one task);
 - a file source of several files (a list, glob patterns): the files matched now dealt into
   ``min(files, tasks.max)`` groups (one plain path is one task);
-- a sink whose spec ``splits_partitions`` (the S3 sink): its topics' partitions dealt into
-  ``min(partitions, tasks.max)`` groups, as a consumer group's members share them;
+- a sink whose spec ``splits_partitions`` (the S3 sink, the JDBC sink): its topics' partitions
+  (a ``topics.regex``'s: the matching topics now) dealt into ``min(partitions, tasks.max)``
+  groups, as a consumer group's members share them;
 - everything else (a file sink, one task by nature): one task.
 
 Each share is a JSON map, ``{"task": i, ...}``; :meth:`ConnectorConfig.for_task` gives the runner
@@ -47,7 +48,10 @@ def task_configs(config: ConnectorConfig, kafka: Mapping[str, Any] | None = None
     if config.kind == "sink":
         if not config.cls.splits_partitions or kafka is None:
             return [{"task": 0}]
-        tps = topic_partitions(kafka, config.topics)
+        topics = config.topics
+        if not topics and config.cls.topics_in is not None:  # topics.regex: the topics it matches now
+            topics = config.cls.topics_in(config, list(Admin(kafka).topics()))
+        tps = topic_partitions(kafka, topics)
         if not tps:  # no topic yet: one task reads whatever exists when it runs
             return [{"task": 0}]
         return [{"task": i, "partitions": [[t, p] for t, p in group]} for i, group in enumerate(deal(tps, n))]
