@@ -1,6 +1,8 @@
-"""Side by side with Debezium 3.6.1 (its PostgresConnector in a real Kafka Connect worker): the
-same database, the same changes, the same events field by field -- keys, ``before``, ``after``,
-``op``, the deterministic ``source`` fields and the schemas.
+"""Side by side with Debezium (its PostgresConnector 3.6.1 and MariaDbConnector 3.5.0 in a real
+Kafka Connect worker): the same database, the same changes, the same events field by field -- keys,
+``before``, ``after``, ``op``, the deterministic ``source`` fields and the schemas.
+
+PostgreSQL:
 
 What cannot match, and is left out of the comparison:
 * ``source.version`` (airconnect writes its own), ``source.name`` and the schema names (each
@@ -11,6 +13,12 @@ What cannot match, and is left out of the comparison:
 * ``source.lsn`` and ``sequence`` while streaming: Debezium decodes with pgoutput, airconnect
   with wal2json, and the two plugins report different LSNs for a change (Debezium: the
   transaction's; wal2json: each change record's own); both increase along the log.
+
+MariaDB (Debezium 3.5.0.Final's MariaDbConnector: 3.6.x of it is not on the Maven registry used
+here, and 3.6.1's MySqlConnector refuses MariaDB 10.11; see scripts/debezium/mariadb/pom.xml):
+the same exclusions for ``version``, ``name`` and the envelope's ``ts_*``; in the snapshot,
+``source.ts_*``, ``file`` and ``pos`` (each snapshot's own moment and binlog position). While
+streaming every other ``source`` field matches, ``gtid``, ``file``, ``pos`` and ``row`` included.
 """
 
 from __future__ import annotations
@@ -83,8 +91,10 @@ def swap(doc: Any, theirs: str, ours: str) -> Any:
     return json.loads(json.dumps(doc).replace(theirs, ours))
 
 
-def compare(where: str, k1: Any, v1: Any, k2: Any, v2: Any, ours: str) -> list[str]:
-    """What differs between airconnect's record and Debezium's, one line each."""
+def compare(where: str, k1: Any, v1: Any, k2: Any, v2: Any, ours: str, source_same: tuple[str, ...] = SOURCE_SAME,
+            snapshot_same: tuple[str, ...] = SNAPSHOT_SOURCE_SAME) -> list[str]:
+    """What differs between airconnect's record and Debezium's, one line each (``source`` fields:
+    ``source_same`` while streaming, ``snapshot_same`` in a snapshot)."""
     out = [] if k1 == k2 else [f"{where}: key {k1} != {k2}"]
     if v1 is None or v2 is None:
         return out if v1 is v2 else out + [f"{where}: value {v1} != {v2}"]
@@ -103,7 +113,7 @@ def compare(where: str, k1: Any, v1: Any, k2: Any, v2: Any, ours: str) -> list[s
     for part in ("op", "before", "after", "transaction"):
         if p1[part] != p2[part]:
             out.append(f"{where}: {part} {p1[part]} != {p2[part]}")
-    same = SNAPSHOT_SOURCE_SAME if p1["op"] == "r" else SOURCE_SAME
+    same = snapshot_same if p1["op"] == "r" else source_same
     out += [f"{where}: source.{f} {p1['source'][f]!r} != {p2['source'][f]!r}" for f in same
             if p1["source"][f] != p2["source"][f]]
     if p1["source"]["name"] != ours:
@@ -171,5 +181,96 @@ def test_airconnect_and_debezium_give_the_same_events(tmp_path, kafka, unique):
         cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name IN (%s, %s) "
                     "AND NOT active", (slot_ours, slot_theirs))
         cur.execute(f"DROP PUBLICATION IF EXISTS {slot_theirs}")
+        cur.execute(f"DROP TABLE IF EXISTS {sales}, {stock}")
+        conn.close()
+
+
+# -- MariaDB: Debezium 3.5.0's MariaDbConnector (its own plugin folder; see scripts/debezium/mariadb/pom.xml)
+
+MARIA_PORT = os.environ.get("AIRCONNECT_MARIADB_PORT", "3306")
+MARIA_URL = f"mysql://airconnect:airconnect@127.0.0.1:{MARIA_PORT}/pos"
+MARIA_PARAMS = {"host": "127.0.0.1", "port": int(MARIA_PORT), "user": "airconnect", "password": "airconnect",
+                "database": "pos"}
+DEBEZIUM_MARIADB_LIBS = (Path(os.environ.get("AIRCONNECT_STACK_DIR", ROOT / ".stack")) / "debezium-mariadb-libs")
+#: Source fields both connectors take from the same binlog event while streaming (all but
+#: ``version``, and ``name``, checked apart).
+MARIA_SOURCE_SAME = ("connector", "db", "table", "snapshot", "server_id", "gtid", "file", "pos", "row", "ts_ms",
+                     "ts_us", "ts_ns", "sequence", "thread", "query")
+#: In the snapshot, ``ts_ms``/``ts_us``/``ts_ns``, ``file`` and ``pos`` are each snapshot's own
+#: moment and binlog position (the other tests write to the same server in between).
+MARIA_SNAPSHOT_SOURCE_SAME = ("connector", "db", "table", "snapshot", "server_id", "gtid", "row", "sequence",
+                              "thread", "query")
+
+
+def maria_connect() -> Any:
+    from helpers import generator
+
+    return generator().connect_mysql(MARIA_URL)
+
+
+def test_airconnect_and_debezium_give_the_same_events_on_mariadb(tmp_path, kafka, unique):
+    if not any(DEBEZIUM_MARIADB_LIBS.glob("debezium-connector-mariadb-*.jar")):
+        pytest.fail(f"Debezium's MariaDB jars are not in {DEBEZIUM_MARIADB_LIBS}: run scripts/stack.sh fetch")
+    conn = maria_connect()
+    conn.autocommit(True)
+    cur = conn.cursor()
+    sales, stock = f"cmp_sales_{unique}", f"cmp_stock_{unique}"
+    ours, theirs = f"ac-{unique}", f"dbz-{unique}"
+    cur.execute(f"CREATE TABLE {sales} (id INT PRIMARY KEY, item VARCHAR(32) NOT NULL, price DECIMAL(12,2), "
+                "qty BIGINT, sold_at TIMESTAMP(6) NULL, day DATE, local_ts DATETIME(6), ms_ts DATETIME(3), "
+                "flag TINYINT(1), bit1 BIT(1), note TEXT, r FLOAT, d DOUBLE, s SMALLINT NOT NULL DEFAULT 0, "
+                "u INT UNSIGNED, big BIGINT UNSIGNED, doc JSON, raw VARBINARY(8), t TIME(6), kind ENUM('a', 'b'), "
+                "tags SET('x', 'y'), c CHAR(3), state VARCHAR(8) NOT NULL DEFAULT 'new') DEFAULT CHARSET=utf8mb4")
+    cur.execute(f"CREATE TABLE {stock} (id INT PRIMARY KEY, item VARCHAR(32) NOT NULL, qty INT)")
+    cur.execute(f"INSERT INTO {sales} VALUES (1, 'apple', 1.50, 10, '2018-10-01 01:01:01.5', '2018-10-01', "
+                "'2018-10-01 01:01:01.123456', '2018-10-01 01:01:01.123', 1, b'1', 'ü 売上', 0.5, 2.25, 3, "
+                "4000000000, 18000000000000000000, '{\"a\": [1, 2]}', x'00ff', '12:34:56.789', 'b', 'y,x', 'xy', "
+                "'old'), (2, 'pear', -0.01, NULL, '2018-10-01 00:00:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+                "NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, '', NULL, DEFAULT)")
+    cur.execute(f"INSERT INTO {stock} VALUES (1, 'apple', 5), (2, 'pear', 7)")
+    tables = f"pos\\.{sales},pos\\.{stock}"
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "debezium-mariadb").symlink_to(DEBEZIUM_MARIADB_LIBS)
+    debezium = {"name": f"dbz-{unique}", "connector.class": "io.debezium.connector.mariadb.MariaDbConnector",
+                "database.hostname": "127.0.0.1", "database.port": MARIA_PORT, "database.user": "airconnect",
+                "database.password": "airconnect", "database.server.id": str(5400 + int(unique[:4], 16) % 1000),
+                "topic.prefix": theirs, "database.include.list": "pos", "table.include.list": tables,
+                "snapshot.mode": "initial", "snapshot.locking.mode": "none", "include.schema.changes": "false",
+                "schema.history.internal": "io.debezium.storage.file.history.FileSchemaHistory",
+                "schema.history.internal.file.filename": str(tmp_path / "schema-history.dat"),
+                "schema.history.internal.store.only.captured.tables.ddl": "true"}
+    definition = {"name": f"ac-{unique}", "config": {
+        "connector.class": "io.debezium.connector.mariadb.MariaDbConnector", "db.conn.id": "mysql_pos",
+        "topic.prefix": ours, "database.include.list": "pos", "table.include.list": tables,
+        "snapshot.mode": "initial"}}
+    store = MemoryStore()
+    worker = ConnectWorker(tmp_path / "worker", kafka["bootstrap.servers"], [debezium], plugin_path=plugins)
+    try:
+        run(definition, store, kafka, connect=maria_connect, db_params=MARIA_PARAMS)
+        for table in (sales, stock):  # its snapshot is done
+            assert len(read_records(kafka, f"{theirs}.pos.{table}", 2, timeout=120)) == 2, worker.tail()
+        # The changes: an update, a delete, a transaction over both tables, a key change.
+        cur.execute(f"UPDATE {sales} SET price = 9.99, note = NULL WHERE id = 1")
+        cur.execute(f"DELETE FROM {sales} WHERE id = 2")
+        cur.execute("BEGIN")
+        cur.execute(f"INSERT INTO {sales} (id, item, price, sold_at, tags, big) VALUES (3, 'fig', 100000.01, "
+                    "'2018-10-02 00:00:00', 'x', 5)")
+        cur.execute(f"UPDATE {stock} SET qty = qty - 1 WHERE id = 1")
+        cur.execute(f"DELETE FROM {stock} WHERE id = 2")
+        cur.execute("COMMIT")
+        cur.execute(f"UPDATE {sales} SET id = 4 WHERE id = 3")
+        run(definition, store, kafka, connect=maria_connect, db_params=MARIA_PARAMS)
+        for table, count in ((sales, 2 + 1 + 2 + 1 + 3), (stock, 2 + 1 + 2)):
+            mine = read_records(kafka, f"{ours}.pos.{table}", count)
+            theirs_records = read_records(kafka, f"{theirs}.pos.{table}", count, timeout=60)
+            assert len(mine) == len(theirs_records) == count, (len(mine), len(theirs_records), worker.tail())
+            differences: list[str] = []
+            for i, ((k1, v1), (k2, v2)) in enumerate(zip(mine, swap(theirs_records, theirs, ours))):
+                differences += compare(f"{table} record {i}", k1, v1, k2, v2, ours, MARIA_SOURCE_SAME,
+                                       MARIA_SNAPSHOT_SOURCE_SAME)
+            assert not differences, "\n".join(differences)
+    finally:
+        worker.stop()
         cur.execute(f"DROP TABLE IF EXISTS {sales}, {stock}")
         conn.close()

@@ -118,6 +118,8 @@ def _bool(v: Any) -> bool:
         return v
     if isinstance(v, int):
         return v != 0
+    if isinstance(v, (bytes, bytearray)):  # MariaDB's BIT(1) as the client library reads it: b"\x01"
+        return any(v)
     return v in ("t", "true", "1")
 
 

@@ -44,6 +44,8 @@ from airconnect.connectors.cdc.events import (
     string_column,
     time_column,
     timestamp_column,
+    with_default,
+    zoned_iso,
     zoned_timestamp_column,
 )
 from airconnect.connectors.cdc.postgres import CdcResult, _topic
@@ -67,6 +69,39 @@ SOURCE_FIELDS: Final = (
 )
 SYSTEM_DBS: Final = ("mysql", "information_schema", "performance_schema", "sys")
 _UNKNOWN = re.compile(r"^UNKNOWN_COL(\d+)$")
+_QUOTED = re.compile(r"'((?:[^'\\]|''|\\.)*)'")
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$")
+_BITS = re.compile(r"^b'([01]+)'$")
+
+
+def _unquote(text: str) -> str:
+    return text.replace("''", "'").replace("\\'", "'").replace("\\\\", "\\")
+
+
+def maria_default(text: str | None) -> str | None:
+    """``information_schema.COLUMNS.COLUMN_DEFAULT`` as the text a column's converter reads when it
+    is a constant (``0``, ``'new'``, ``b'1'``); None for none (``NULL``) or an expression
+    (``current_timestamp()``), which Debezium leaves out of the schema too."""
+    if text is None or text == "NULL":
+        return None
+    if len(text) >= 2 and text[0] == "'" and text[-1] == "'":
+        return _unquote(text[1:-1])
+    if _NUMBER.match(text):
+        return text
+    m = _BITS.match(text)
+    return None if m is None else str(int(m.group(1), 2))
+
+
+def _signed64(v: Any) -> int:
+    """BIGINT UNSIGNED as Debezium's bigint.unsigned.handling.mode=long writes it: the 64 bits read
+    as a signed long (values above 2^63-1 wrap to negative)."""
+    n = v if type(v) is int else int(v)
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def _choices(column_type: str) -> list[str]:
+    """The values of ``enum('a','b')`` / ``set('x','y')``."""
+    return [_unquote(v) for v in _QUOTED.findall(column_type[column_type.index("("):])]
 
 
 def maria_column(name: str, data_type: str, column_type: str, optional: bool, precision: int | None,
@@ -79,7 +114,8 @@ def maria_column(name: str, data_type: str, column_type: str, optional: bool, pr
     if t in ("mediumint", "int", "integer"):
         return int_column(name, "int64" if t != "mediumint" and unsigned else "int32", optional)
     if t == "bigint":
-        return int_column(name, "int64", optional)
+        column = int_column(name, "int64", optional)
+        return Column(name, column.schema, _signed64, column.missing) if unsigned else column
     if t == "float":
         return float_column(name, "float", optional)
     if t in ("double", "real"):
@@ -100,7 +136,17 @@ def maria_column(name: str, data_type: str, column_type: str, optional: bool, pr
         return bytes_column(name, optional)
     if t == "json":
         return string_column(name, optional, "io.debezium.data.Json")
-    return string_column(name, optional)  # char, varchar, text, enum, set, ...: the text
+    if t in ("enum", "set"):
+        allowed = _choices(column_type)
+        schema = {"type": "string", "optional": optional, "name": "io.debezium.data.Enum" if t == "enum" else
+                  "io.debezium.data.EnumSet", "version": 1, "parameters": {"allowed": ",".join(allowed)}}
+
+        def choice(v: Any) -> str:
+            if isinstance(v, (set, frozenset)):  # the binlog reader's SET value: the members in declared order
+                return ",".join(a for a in allowed if a in v)
+            return v if isinstance(v, str) else str(v)
+        return Column(name, schema, choice, None if optional else "")
+    return string_column(name, optional)  # char, varchar, text, ...: the text
 
 
 @dataclass
@@ -222,27 +268,35 @@ class MariaDbCdcSource:
         if k not in self._tables:
             cur = conn.cursor()
             cur.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE, "
-                        "DATETIME_PRECISION FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND "
-                        "TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (db, table))
+                        "DATETIME_PRECISION, COLUMN_DEFAULT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                        "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (db, table))
             cols = cur.fetchall()
             cur.execute("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s AND "
                         "TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX", (db, table))
             key = [r[0] for r in cur.fetchall()]
             cur.close()
-            self._tables[k] = None if not cols else MariaTable(db, table, [
-                maria_column(n, dt_, ct, nullable == "YES", None if p is None else int(p), None if s is None else int(s),
-                             None if dp is None else int(dp), self.decimal_mode)
-                for n, dt_, ct, nullable, p, s, dp in cols], key)
+            columns = []
+            for n, dt_, ct, nullable, p, s, dp, default in cols:
+                column = maria_column(n, dt_, ct, nullable == "YES", None if p is None else int(p),
+                                      None if s is None else int(s), None if dp is None else int(dp), self.decimal_mode)
+                raw = maria_default(default)
+                columns.append(column if raw is None else with_default(column, raw))
+            self._tables[k] = None if not cols else MariaTable(db, table, columns, key)
         return self._tables[k]
 
-    def _enc(self, info: MariaTable) -> TableEvents:
+    def _enc(self, info: MariaTable, snapshot: bool = False) -> TableEvents:
+        """The table's encoder; ``snapshot``: the snapshot's, whose TIMESTAMP values lose their trailing
+        zeros (Debezium's snapshot reads them through JDBC and writes them so: 01:01:01.5Z where its
+        binlog reader writes 01:01:01.500000Z for a TIMESTAMP(6))."""
         k = (info.db, info.table)
-        enc = self._events.get(k)
+        enc = None if snapshot else self._events.get(k)
         if enc is None:
             record = f"{self.prefix}.{info.db}.{info.table}"
-            enc = TableEvents(topic=_topic(record), record_name=record, columns=info.columns, key_columns=info.key,
+            columns = [_trimmed(c) for c in info.columns] if snapshot else info.columns
+            enc = TableEvents(topic=_topic(record), record_name=record, columns=columns, key_columns=info.key,
                               source=self.source_schema, key_schemas=self.key_schemas, value_schemas=self.value_schemas)
-            self._events[k] = enc
+            if not snapshot:
+                self._events[k] = enc
         return enc
 
     def _ensure(self, delivery: SourceDelivery, topic: str) -> None:
@@ -291,7 +345,7 @@ class MariaDbCdcSource:
                         file: str, pos: int, result: CdcResult) -> None:
         import MySQLdb.cursors
 
-        enc = self._enc(info)
+        enc = self._enc(info, snapshot=True)
         self._ensure(delivery, enc.topic)
         names = [c.name for c in info.columns]
         scur = conn.cursor(MySQLdb.cursors.SSCursor)
@@ -367,7 +421,8 @@ class MariaDbCdcSource:
                 if skip or gtid is None:
                     continue
                 if isinstance(ev, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
-                    self._rows(conn, ev, gtid, stream.log_file, stream.log_pos, pending)
+                    # Debezium's source.pos: where the rows event starts (the packet holds where it ends)
+                    self._rows(conn, ev, gtid, stream.log_file, ev.packet.log_pos - ev.packet.event_size, pending)
                     continue
                 if isinstance(ev, QueryEvent) and ev.query.strip().upper() not in ("COMMIT", "XA COMMIT"):
                     if ev.query.strip().upper() == "BEGIN":
@@ -425,10 +480,14 @@ class MariaDbCdcSource:
             delivery.send(topic, [e[2] for e in events[i:j]], [e[1] for e in events[i:j]])  # type: ignore[misc]
             i = j
 
-    def _named(self, info: MariaTable, values: Mapping[str, Any]) -> dict[str, Any]:
-        """A binlog row's values by column name (UNKNOWN_COL<i> without row metadata: by position)."""
+    def _named(self, info: MariaTable, values: Mapping[str, Any],
+               none_sources: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """A binlog row's values by column name (UNKNOWN_COL<i> without row metadata: by position);
+        an empty SET, which the binlog reader hands out as None (``none_sources`` says so), as ''."""
         out: dict[str, Any] = {}
         for k, v in values.items():
+            if v is None and none_sources and none_sources.get(k) == "empty set":
+                v = ""
             m = _UNKNOWN.match(k)
             if m is None:
                 out[k] = v
@@ -457,8 +516,8 @@ class MariaDbCdcSource:
                                         gtid=gtid, file=file, pos=pos, row=i))
             try:
                 if isinstance(ev, UpdateRowsEvent):
-                    before = enc.row(self._named(info, row["before_values"]))
-                    after = enc.row(self._named(info, row["after_values"]))
+                    before = enc.row(self._named(info, row["before_values"], row.get("before_none_sources")))
+                    after = enc.row(self._named(info, row["after_values"], row.get("after_none_sources")))
                     old_key, new_key = enc.key(before), enc.key(after)
                     if old_key != new_key:
                         out.append((enc.topic, old_key, enc.value(before, None, source, "d")))
@@ -468,16 +527,22 @@ class MariaDbCdcSource:
                     else:
                         out.append((enc.topic, new_key, enc.value(before, after, source, "u")))
                 elif isinstance(ev, DeleteRowsEvent):
-                    before = enc.row(self._named(info, row["values"]))
+                    before = enc.row(self._named(info, row["values"], row.get("none_sources")))
                     key = enc.key(before)
                     out.append((enc.topic, key, enc.value(before, None, source, "d")))
                     if self.tombstones:
                         out.append((enc.topic, key, None))
                 else:
-                    after = enc.row(self._named(info, row["values"]))
+                    after = enc.row(self._named(info, row["values"], row.get("none_sources")))
                     out.append((enc.topic, enc.key(after), enc.value(None, after, source, "c")))
             except DataError as exc:
                 raise DataError(f"{self._what()} ({db}.{table}, GTID {gtid}): {exc}") from None
+
+
+def _trimmed(column: Column) -> Column:
+    if column.schema.get("name") != "io.debezium.time.ZonedTimestamp":
+        return column
+    return Column(column.name, column.schema, lambda v: zoned_iso(v, 0), column.missing)
 
 
 def _gtid_text(position: Mapping[tuple[int, int], int]) -> str:
