@@ -164,8 +164,9 @@ def test_mysql_text_fast_path_writes_the_general_paths_bytes(zone):
 
     description = [(name, code, size, size, size, scale, 1) for name, code, size, scale in MY_COLUMNS]
     columns = describe_columns(DIALECTS["mysql"], description, zone, {"id": False})
-    frag = mysql_fragments(description, columns, zone, dict(conversions))
+    frag = mysql_fragments(description, columns, zone, dict(conversions), "utf8mb4")
     assert frag is not None
+    assert mysql_fragments(description, columns, zone, dict(conversions), "binary") is None  # (no codec for it)
     as_text = {code for code, conv in frag.codes.items() if conv is str}
     assert as_text == ({246, 7, 12} if zone is UTC else {246, 7})
 

@@ -365,6 +365,10 @@ def _my_ts_json(s: str) -> str | None:
     return None
 
 
+#: Connection character sets mysqlclient decodes with a codec that reads ASCII as ASCII (UTF-8;
+#: cp1252 for latin1). Others it decodes with the codec of the set's MySQL name, which Python may
+#: not have ("binary", "dec8"): the fast path is left out for them.
+_MY_ASCII_CHARSETS: Final = ("utf8", "latin1", "ascii")
 #: The names :meth:`_MyText.inline`'s expressions use.
 _MY_TEXT_NAMES: Final = {"_MONTH_DAYS": _MONTH_DAYS, "_decimal_text": _decimal_text, "_my_ts_json": _my_ts_json}
 
@@ -502,17 +506,21 @@ def fragments_for(dialect: Dialect, conn: Any, description: Sequence[Sequence[An
                 return None
             codes[code] = {"decimal": _pg_decimal, "tz": _pg_timestamptz, "naive": _pg_timestamp}[what](fallback)
     elif dialect.name == "mysql" and module.startswith("MySQLdb") and isinstance(getattr(conn, "converter", None), dict):
-        return mysql_fragments(description, columns, zone, conn.converter)
+        return mysql_fragments(description, columns, zone, conn.converter, conn.character_set_name())
     else:
         return None
     return Fragments(dialect.name, codes, cast_columns, aware)
 
 
 def mysql_fragments(description: Sequence[Sequence[Any]], columns: Sequence[Column], zone: dt.tzinfo,
-                    converters: Mapping[int, Any]) -> Fragments | None:
+                    converters: Mapping[int, Any], charset: str) -> Fragments | None:
     """The fast path for a mysqlclient connection whose converters are ``converters`` (its
-    ``converter`` dict): DECIMAL, TIMESTAMP, and DATETIME when ``zone`` is UTC all year, come as
-    the server's text; None when there is no such column."""
+    ``converter`` dict) and whose character set is ``charset``: DECIMAL, TIMESTAMP, and DATETIME
+    when ``zone`` is UTC all year, come as the server's text; None when there is no such column,
+    or the character set is one mysqlclient may not decode ASCII text with (the general path
+    then reads every value)."""
+    if not charset.startswith(_MY_ASCII_CHARSETS):
+        return None
     utc = _is_utc(zone)
     codes: dict[int, Callable[..., Any]] = {}
     for d, c in zip(description, columns):
