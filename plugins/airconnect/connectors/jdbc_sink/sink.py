@@ -261,7 +261,9 @@ class JdbcSink:
         with no partition yet takes the connector's lock alone. A reset or an alter of the offsets
         takes the connector's lock too: it waits for every run, and they for it."""
         try:
-            self.sql.prepare_session(self.cur, self.config["db.timezone"])
+            task = self.config.task
+            self.sql.prepare_session(self.cur, self.config["db.timezone"],
+                                     side_by_side=task is not None and "partitions" in task)
             if self.partitions is None:
                 if not self.sql.try_lock(self.cur, self.name):
                     raise TransientError(f"connector '{self.name}': another run of this connector is writing into "

@@ -174,7 +174,9 @@ class SinkSql:
             return sql + " ON CONFLICT (connector, topic, kafka_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
         return sql + " ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)"
 
-    def prepare_session(self, cur: Any, zone: str) -> None:
+    def prepare_session(self, cur: Any, zone: str, *, side_by_side: bool = False) -> None:
+        """The session's zone (and MariaDB's strict mode); ``side_by_side``: a task of a split, whose
+        siblings write the same tables at once."""
         if self.postgres:
             cur.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
         else:
@@ -182,9 +184,14 @@ class SinkSql:
             # value that does not fit its column an error (a dead letter), never a silent truncation.
             cur.execute("SET time_zone = '+00:00', "
                         "sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')")
-            # Tasks of a split write one table (and the offsets table) at once: READ COMMITTED
-            # takes no gap locks, whose crossing inserts would deadlock them.
-            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            if side_by_side:
+                # Tasks of a split write one table (and the offsets table) at once: READ COMMITTED
+                # takes no gap locks, whose crossing inserts would deadlock them. (Not with a binary
+                # log in STATEMENT format, which refuses InnoDB writes at READ COMMITTED.)
+                cur.execute("SELECT @@log_bin, @@binlog_format")
+                row = cur.fetchone()
+                if not (row and row[0] and str(row[1]).upper() == "STATEMENT"):
+                    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
     # Locks, all held by the run's database session (the database drops them with it, so a killed
     # run leaves none behind), all tried without waiting:
