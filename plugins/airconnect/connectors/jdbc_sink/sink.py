@@ -29,11 +29,16 @@ Exactly once
   table's offsets are authoritative: a run killed after its commit and before the Airflow
   Variable was saved resumes after the committed rows, and a run killed before its commit left
   nothing (the transaction rolled back). After each commit the Variable and the consumer group
-  ``connect-<name>`` are updated, so Kafka's tools and ``airconnect lag`` see the progress. A lock
-  held by the run's database session keeps a second run of the same connector from writing the
-  same records at the same time. DDL (``auto.create``, ``auto.evolve``) runs in a transaction of
-  its own, after the rows before it are committed with their offsets (MariaDB commits implicitly
-  at DDL).
+  ``connect-<name>`` are updated, so Kafka's tools and ``airconnect lag`` see the progress. Locks
+  held by the run's database session, one per topic-partition it writes (see
+  :meth:`JdbcSink._start_session`), keep a second run (a zombie task of an earlier split) from
+  writing the same records at the same time. DDL (``auto.create``, ``auto.evolve``) runs in a
+  transaction of its own, after the rows before it are committed with their offsets (MariaDB
+  commits implicitly at DDL), under the table's DDL lock (:meth:`JdbcSink.ddl_lock`).
+
+Tasks
+  With ``tasks.max`` above 1 the topics' partitions are dealt among tasks (``core.split``); a
+  task reads and writes its partitions and their rows of the offsets table only.
 
 Records that cannot be written
   A value that does not fit its column (too long, out of range, NULL into NOT NULL, a duplicate
