@@ -123,35 +123,32 @@ def test_inserts_split_into_tasks_that_create_and_evolve_the_table_at_once_write
     assert db_offsets(db, name) == [(topic, p, 20) for p in range(PARTITIONS)]
 
 
-def test_a_partition_another_run_is_writing_is_refused_and_the_others_are_written(kafka, unique):
-    db = Db("postgres", kafka)
+def test_a_partition_another_run_is_writing_is_refused_and_the_others_are_written(db, unique):
+    kafka = db.kafka
+    topic = make_topic(kafka, db.table(f"sink-tasks-{unique}"), partitions=PARTITIONS)
+    name = f"sink-test-{unique}"
+    produce(kafka, topic, list(range(12)), 0)
+    config = definition(name, topic, 2)
+    first, second = task_configs(config, kafka)
+    assert first["partitions"] == [[topic, 0], [topic, 2]] and second["partitions"] == [[topic, 1], [topic, 3]]
+    by_regex = validate({"name": name, "config": {"connector.class": SINK, "topics.regex": re.escape(topic),
+                                                  "db.conn.id": "unused", "tasks.max": "2"}})
+    assert task_configs(by_regex, kafka) == [first, second]  # topics.regex: the topics it matches now
+    other = db.connect()  # a run (say a zombie task of an earlier split) writing partition 2, as a run locks it
     try:
-        topic = make_topic(kafka, db.table(f"sink-tasks-{unique}"), partitions=PARTITIONS)
-        name = f"sink-test-{unique}"
-        produce(kafka, topic, list(range(12)), 0)
-        config = definition(name, topic, 2)
-        first, second = task_configs(config, kafka)
-        assert first["partitions"] == [[topic, 0], [topic, 2]] and second["partitions"] == [[topic, 1], [topic, 3]]
-        by_regex = validate({"name": name, "config": {"connector.class": SINK, "topics.regex": re.escape(topic),
-                                                      "db.conn.id": "unused", "tasks.max": "2"}})
-        assert task_configs(by_regex, kafka) == [first, second]  # topics.regex: the topics it matches now
-        other = db.connect()  # a run (say a zombie task of an earlier split) writing partition 2, as a run locks it
-        try:
-            cur, sql = other.cursor(), SinkSql(dialect_of(other))
-            assert sql.try_share(cur, name) and sql.try_lock_partition(cur, name, topic, 2)
-            for share in (first, None):  # the task that has partition 2, and a connector of one task
-                with pytest.raises(TransientError) as caught:
-                    run(config.for_task(share), db.store, kafka, connect=db.connect)
-                assert str(caught.value) == (f"connector '{name}': another run is writing partition {topic}[2]; "
-                                             "try again when it has finished")
-            assert not exists(db, topic)  # neither wrote a row
-            assert run(config.for_task(second), db.store, kafka, connect=db.connect)["records"] == 6  # not blocked
-            with pytest.raises(OffsetError):  # nor is a reset of the offsets while runs write
-                DatabaseOffsets(config, db.connect).reset(lambda: None)
-        finally:
-            other.close()
-        assert run(config.for_task(first), db.store, kafka, connect=db.connect)["records"] == 6
-        assert [r[0] for r in db.rows(topic)] == list(range(12))
-        assert db_offsets(db, name) == [(topic, p, 3) for p in range(PARTITIONS)]
+        cur, sql = other.cursor(), SinkSql(dialect_of(other))
+        assert sql.try_share(cur, name) and sql.try_lock_partition(cur, name, topic, 2)
+        for share in (first, None):  # the task that has partition 2, and a connector of one task
+            with pytest.raises(TransientError) as caught:
+                run(config.for_task(share), db.store, kafka, connect=db.connect)
+            assert str(caught.value) == (f"connector '{name}': another run is writing partition {topic}[2]; "
+                                         "try again when it has finished")
+        assert not exists(db, topic)  # neither wrote a row
+        assert run(config.for_task(second), db.store, kafka, connect=db.connect)["records"] == 6  # not blocked
+        with pytest.raises(OffsetError):  # nor is a reset of the offsets while runs write
+            DatabaseOffsets(config, db.connect).reset(lambda: None)
     finally:
-        db.close()
+        other.close()
+    assert run(config.for_task(first), db.store, kafka, connect=db.connect)["records"] == 6
+    assert [r[0] for r in db.rows(topic)] == list(range(12))
+    assert db_offsets(db, name) == [(topic, p, 3) for p in range(PARTITIONS)]
