@@ -291,14 +291,6 @@ def new_topic_settings(cfg: ConnectorConfig) -> dict[str, int]:
             "replication_factor": cfg.values.get("topic.creation.default.replication.factor", -1)}
 
 
-def tasks_not_spread_yet(cfg: ConnectorConfig) -> None:
-    """Every connector runs as one Airflow task today; ``tasks.max`` above 1 would be accepted and
-    ignored, so it is refused until tasks are spread over Airflow's workers."""
-    if cfg["tasks.max"] != 1:
-        raise ConfigError("must be 1 for now: airconnect runs each connector as one Airflow task (its split into "
-                          "tasks, spread over the workers, is not built yet)", connector=cfg.name, key="tasks.max")
-
-
 def one_task(cfg: ConnectorConfig) -> None:
     """File connectors read or write one local file: exactly one task, as in Kafka Connect."""
     if cfg["tasks.max"] != 1:
