@@ -83,7 +83,7 @@ class Sampler:
     window), the machine's busy CPU seconds, and each task process's peak RSS."""
 
     def __init__(self, roots: dict[str, list[int]]):
-        self.roots = roots  # group -> pids whose descendants belong to it; an earlier group wins
+        self.roots = roots  # group -> pids that, with their descendants, belong to it; an earlier group wins
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self.group: dict[int, str] = {}
@@ -141,6 +141,8 @@ class Sampler:
         family: dict[int, str] = {}
         for group, pids in self.roots.items():
             for pid in pids:
+                if pid != os.getpid():
+                    family.setdefault(pid, group)
                 try:
                     for child in psutil.Process(pid).children(recursive=True):
                         family.setdefault(child.pid, group)
