@@ -32,6 +32,7 @@ import datetime as dt
 import json
 import multiprocessing
 import os
+import statistics
 import sys
 import threading
 import time
@@ -54,6 +55,7 @@ TASK_TITLE = "airflow worker -- "  # the task process's title (airflow.sdk task_
 DAG_FILE = '''"""scaling_tasks benchmark: one DAG per connector in $AIRCONNECT_SCALING_DEFINITIONS."""
 import json
 import os
+import statistics
 from datetime import datetime
 from pathlib import Path
 
@@ -495,15 +497,22 @@ def _summarize(bench: Any) -> None:
             ratios[f"celery/procs {kind} {tasks} task(s)"] = (med[f"{kind}_{tasks}"]["records_per_s"] or 0) / procs if procs else 0
         targets[f"celery {kind}: >= {MIN_AT_2}x at 2 tasks"] = ratios[f"celery {kind} 2 tasks / 1 task"] >= MIN_AT_2
         targets[f"celery {kind}: every record once at 4 tasks"] = True  # counted above: a miscount stops the case
-    cpu: dict[str, dict[str, float]] = {}
-    for r in bench.runs:
-        if r["case"] == "scaling_tasks" and "cpu_s" in r:
-            per = cpu.setdefault(r["variant"], {})
-            for k, v in r["cpu_s"].items():
-                per[k] = per.get(k, 0.0) + v / bench.reps
-            per["window s"] = per.get("window s", 0.0) + r["window_s"] / bench.reps
-    bench.summary["scaling_tasks"] = {"medians": med, "ratios": ratios, "targets": targets,
-                                      "cpu_s_mean_per_run": {v: {k: round(x, 1) for k, x in c.items()}
-                                                             for v, c in cpu.items()},
+    # What bounds the ratios: the cores each part got during the runs (medians over the repetitions),
+    # and the task processes' CPU seconds per million records (flat: the work per record does not grow).
+    cores: dict[str, dict[str, float]] = {}
+    for variant in med:
+        rows = [r for r in bench.runs if r["case"] == "scaling_tasks" and r["variant"] == variant and "cpu_s" in r]
+        groups = {k for r in rows for k in r["cpu_s"] if not k.startswith("other: ")}
+        per = {g: statistics.median(r["cpu_s"].get(g, 0.0) / r["window_s"] for r in rows) for g in groups}
+        per["task CPU s per million records"] = statistics.median(r["cpu_s"].get("tasks", 0.0) * 1e6 / r["records"]
+                                                                  for r in rows)
+        cores[variant] = {k: round(v, 2) for k, v in sorted(per.items())}
+    bench.summary["scaling_tasks"] = {"medians": med, "ratios": ratios, "targets": targets, "cores": cores,
                                       "measured_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    for variant, c in cores.items():
+        _say(f"scaling_tasks {variant}: cores (median) tasks {c.get('tasks', 0):.2f}, kafka {c.get('kafka', 0):.2f}, "
+             f"postgresql {c.get('postgresql', 0):.2f}, s3 (moto) {c.get('s3 (moto)', 0):.2f}, airflow "
+             f"{c.get('airflow services', 0) + c.get('celery workers', 0):.2f}, other work {c.get('other', 0):.2f}, "
+             f"machine busy {c.get('machine busy', 0):.2f} of {os.cpu_count()}; "
+             f"{c['task CPU s per million records']:.1f} task CPU s per million records")
     print(json.dumps({"scaling_tasks": ratios}), flush=True)
