@@ -274,6 +274,8 @@ def _count_topics(bench: Any, topics: list[str]) -> int:
 
 
 def _delete_topics(bench: Any, topics: list[str]) -> None:
+    if not topics:
+        return
     for f in bench.admin().delete_topics(topics, operation_timeout=30).values():
         try:
             f.result()
@@ -419,63 +421,71 @@ def _celery(bench: Any, definitions: dict[tuple[int, str, int], dict[str, Any]])
                          dag_ids=[f"scaling_{d['name']}" for d in definitions.values()])
 
 
+def _measure(bench: Any, af: Any, s3: Any, bucket: str, tables: list[str], outputs: list[str],
+             d: dict[str, Any], kind: str, tasks: int, variant: str, rep: int) -> None:
+    """One run of connector ``d`` in ``variant``: timed, sampled, its records counted and recorded."""
+    label = f"scaling_tasks {variant} {kind} {tasks} task(s) #{rep + 1}"
+    expected = TABLES * (bench.size // TABLES) if kind == "jdbc" else bench.size
+    _say(f"{label}: running")
+    defn = d
+    if variant == "procs":  # the same connector under another name: offsets, topics and folder of its own
+        defn = {"name": d["name"] + "_p", "config": {**d["config"]}}
+        if kind == "jdbc":
+            defn["config"]["topic.prefix"] += "p-"
+        else:
+            defn["config"]["topics.dir"] += "-p"
+    written = [defn["config"]["topic.prefix"] + t for t in tables] if kind == "jdbc" else []
+    outputs.extend(written)
+    if variant == "celery":
+        out = _run_celery(bench, af, label, defn["name"])
+    else:
+        out = _run_procs(bench, af, kind, defn, {"bootstrap.servers": bench.bootstrap})
+    if kind == "jdbc":
+        out["records"] = _count_topics(bench, written)
+        _delete_topics(bench, written)
+        outputs[:] = [t for t in outputs if t not in written]
+    else:
+        out["records"] = _count_lines(s3, bucket, defn["config"]["topics.dir"] + "/")
+        bench.clear_prefix(s3, bucket, defn["config"]["topics.dir"] + "/")
+    if out["records"] != expected:
+        raise SystemExit(f"{label}: {out['records']:,} records, expected {expected:,} (lost or doubled)")
+    bench.record("scaling_tasks", f"{kind}_{tasks}" + ("" if variant == "celery" else "_procs"), rep, out)
+    _say(f"{label}: every record once; task RSS {out['task_rss_mb']} MB"
+         + (f" (USS {out['task_uss_mb']} MB)" if out.get("task_uss_mb") else "")
+         + (f", on {','.join(out['hosts'])}" if out.get("hosts") else "")
+         + f"; {_cpu_line(out['cpu_s'], out['window_s'])}")
+
+
 def run(bench: Any) -> None:
     """Run the case on ``bench`` (benchmarks/bench.py's Bench); fills ``bench.summary``."""
     import boto3
 
-    kafka = {"bootstrap.servers": bench.bootstrap}
     rows = bench.size // TABLES
     s3 = boto3.client("s3", endpoint_url=bench.s3["endpoint"], aws_access_key_id=bench.s3["key"],
                       aws_secret_access_key=bench.s3["secret"], region_name="us-east-1")
     bucket = f"{bench.tag}-tasks"
     s3.create_bucket(Bucket=bucket)
     _say(f"scaling_tasks: {TABLES} tables of {rows:,} rows in PostgreSQL, a {PARTITIONS}-partition topic of "
-              f"{bench.size:,} records")
+         f"{bench.size:,} records")
     tables = _tables(bench, rows)
+    outputs: list[str] = []  # the source runs' topics, deleted once counted (and at the end, whatever happened)
     try:
         topic = _fill_topic(bench)
         definitions = _definitions(bench, tables, topic, bucket)
         _say(f"scaling_tasks: starting Airflow with the CeleryExecutor ({len(WORKERS)} workers of concurrency "
-                  f"{CONCURRENCY}, {len(definitions)} DAGs) in {bench.work / 'celery-airflow'}")
+             f"{CONCURRENCY}, {len(definitions)} DAGs) in {bench.work / 'celery-airflow'}")
         t0 = time.monotonic()
         with _celery(bench, definitions) as af:
             _say(f"scaling_tasks: Airflow up and the DAGs parsed in {time.monotonic() - t0:.0f} s")
             for rep in range(bench.reps):
                 for tasks in TASKS:
                     for kind in ("jdbc", "s3"):
-                        d = definitions[rep, kind, tasks]
-                        expected = TABLES * rows if kind == "jdbc" else bench.size
                         for variant in ("celery", "procs"):
-                            label = f"scaling_tasks {variant} {kind} {tasks} task(s) #{rep + 1}"
-                            _say(f"{label}: running")
-                            if variant == "celery":
-                                out = _run_celery(bench, af, label, d["name"])
-                                defn = d
-                            else:  # the same connector under another name: offsets, topics and folder of its own
-                                defn = {"name": d["name"] + "_p", "config": {**d["config"]}}
-                                if kind == "jdbc":
-                                    defn["config"]["topic.prefix"] += "p-"
-                                else:
-                                    defn["config"]["topics.dir"] += "-p"
-                                out = _run_procs(bench, af, kind, defn, kafka)
-                            if kind == "jdbc":
-                                written = [defn["config"]["topic.prefix"] + t for t in tables]
-                                out["records"] = _count_topics(bench, written)
-                                _delete_topics(bench, written)
-                            else:
-                                out["records"] = _count_lines(s3, bucket, defn["config"]["topics.dir"] + "/")
-                                bench.clear_prefix(s3, bucket, defn["config"]["topics.dir"] + "/")
-                            if out["records"] != expected:
-                                raise SystemExit(f"{label}: {out['records']:,} records, expected {expected:,} "
-                                                 "(lost or doubled)")
-                            bench.record("scaling_tasks", f"{kind}_{tasks}" + ("" if variant == "celery" else "_procs"),
-                                         rep, out)
-                            _say(f"{label}: every record once; task RSS {out['task_rss_mb']} MB"
-                                 + (f" (USS {out['task_uss_mb']} MB)" if out.get("task_uss_mb") else "")
-                                      + (f", on {','.join(out['hosts'])}" if out.get("hosts") else "")
-                                      + f"; {_cpu_line(out['cpu_s'], out['window_s'])}")
+                            _measure(bench, af, s3, bucket, tables, outputs, definitions[rep, kind, tasks], kind,
+                                     tasks, variant, rep)
     finally:
         _drop(bench, tables)
+        _delete_topics(bench, outputs)
         bench.drop_topics()
         bench.clear_prefix(s3, bucket, "")
         s3.delete_bucket(Bucket=bucket)
