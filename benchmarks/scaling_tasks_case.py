@@ -10,7 +10,8 @@ A JDBC source over 4 tables (``size`` rows in all) and an S3 sink over a 4-parti
   mapped task per share), one DAG run each. Time: from the first connector task's ``start_date``
   to the last one's ``end_date`` (Airflow's task instances; the split task before them is left
   out, the task processes' start-up and the gaps between the mapped tasks' starts are in). Peak
-  RSS: each task process (title ``airflow worker -- <task instance id>``), sampled every 0.5 s.
+  RSS and USS (its own pages, not those shared with the worker it was forked from): each task
+  process (title ``airflow worker -- <task instance id>``), sampled every 0.5 s.
 - ``procs``: the same split (:func:`airconnect.core.split.task_configs`), each share run by
   ``airconnect.core.runtime.run`` in a spawned process of its own, all at once, no Airflow: the
   connector's own scaling, so the difference to ``celery`` is what Airflow's scheduling costs.
@@ -55,7 +56,6 @@ TASK_TITLE = "airflow worker -- "  # the task process's title (airflow.sdk task_
 DAG_FILE = '''"""scaling_tasks benchmark: one DAG per connector in $AIRCONNECT_SCALING_DEFINITIONS."""
 import json
 import os
-import statistics
 from datetime import datetime
 from pathlib import Path
 
@@ -357,8 +357,8 @@ def _run_celery(bench: Any, af: Any, label: str, name: str) -> dict[str, Any]:
             if time.monotonic() - said >= 15:
                 tis = af.task_instances(dag_id, run_id, mapped_only=False)
                 _say(f"{label}: " + ", ".join(f"{t['task_id'].rsplit('.', 1)[-1]}"
-                                                   f"{'' if t['map_index'] < 0 else '[%d]' % t['map_index']} {t['state']}"
-                                                   for t in tis))
+                                              f"{'' if t['map_index'] < 0 else '[%d]' % t['map_index']} {t['state']}"
+                                              for t in tis))
                 said = time.monotonic()
             time.sleep(0.25)
     tis = af.task_instances(dag_id, run_id, mapped_only=False)
