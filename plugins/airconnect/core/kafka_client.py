@@ -414,6 +414,10 @@ def read_to_end(
     # a second after every 100,000 records (150,000 records/s at most, whatever it did with them).
     # 10 ms keeps the same bound on memory without the stall.
     cfg.setdefault("fetch.queue.backoff.ms", 10)
+    # librdkafka pre-fetches up to 64 MB (and 100,000 records) per partition by default: a sink task
+    # reading four partitions held several hundred MB of records it had not parsed yet. 8 MB a
+    # partition keeps a reader that keeps up just as fast.
+    cfg.setdefault("queued.max.messages.kbytes", 8192)
     consumer = Consumer(cfg)
     try:
         try:
