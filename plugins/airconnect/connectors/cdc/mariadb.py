@@ -393,15 +393,19 @@ class MariaDbCdcSource:
             return offset  # nothing committed since
         from pymysql.err import OperationalError
         from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XidEvent
+        from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
         settings = {"host": self.params.get("host") or "127.0.0.1", "port": int(self.params.get("port") or 3306),
                     "user": self.params.get("user"), "passwd": self.params.get("password") or ""}
+        # A blocking dump, ended by us: at the run's end position, or at the server's first heartbeat
+        # (nothing more to send). A non-blocking dump is closed by MariaDB at the binlog's end with a
+        # TCP reset that can overtake the events still on their way, and the reader reconnects.
         stream = BinLogStreamReader(
-            connection_settings=settings, server_id=self.config["database.server.id"], blocking=False,
-            is_mariadb=True, auto_position=start or None, resume_stream=True, enable_logging=False,
-            only_events=[MariadbGtidEvent, XidEvent, QueryEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent])
+            connection_settings=settings, server_id=self.config["database.server.id"], blocking=True,
+            slave_heartbeat=1, is_mariadb=True, auto_position=start or None, resume_stream=True,
+            enable_logging=False, only_events=[MariadbGtidEvent, XidEvent, QueryEvent, WriteRowsEvent,
+                                               UpdateRowsEvent, DeleteRowsEvent, HeartbeatLogEvent])
         conn = self.connect()  # for information_schema look-ups
         position = dict(gtid_map(start))
         pending: list[tuple[str, bytes | None, bytes | None]] = []
@@ -411,9 +415,13 @@ class MariaDbCdcSource:
         last: dict[str, Any] = offset
         try:
             for ev in stream:
+                if isinstance(ev, HeartbeatLogEvent):
+                    break  # the server is idle: everything up to now was read
                 if isinstance(ev, MariadbGtidEvent):
                     gtid = ev.gtid
                     skip = ev.gtid_seq_no > end_domains.get(ev.domain_id, -1)  # after the run's start: next run
+                    # Read already (the reader reconnects by itself after a lost connection): never twice.
+                    skip = skip or ev.gtid_seq_no <= done.get(ev.domain_id, -1)
                     if skip and all(done.get(d, -1) >= n for d, n in end_domains.items()):
                         break
                     pending = []
@@ -444,6 +452,7 @@ class MariaDbCdcSource:
                 pending = []
                 gtid = None
                 last = {"gtids": _gtid_text(position), "file": stream.log_file, "pos": stream.log_pos}
+                stream.auto_position = last["gtids"]  # where a reconnect of the reader resumes
                 if in_batch >= self.batch:
                     self._commit(delivery, last, result)
                     in_batch = 0
