@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 import connect as kc  # noqa: E402
 
 ALL_CASES = ("file_source", "file_sink", "jdbc_pg", "jdbc_mariadb", "s3_sink", "scaling", "scaling_tasks", "airflow",
-             "jdbc_sink_pg", "jdbc_sink_mariadb", "cdc_pg")
+             "jdbc_sink_pg", "jdbc_sink_mariadb", "cdc_pg", "cdc_mariadb")
 MB = 1024 * 1024
 
 # Targets from issue #6.
@@ -493,6 +493,11 @@ class Bench:
         import cdc_case
 
         cdc_case.run(self)
+
+    def case_cdc_mariadb(self) -> None:
+        import cdc_case
+
+        cdc_case.run(self, "mariadb")
 
     def case_scaling_tasks(self) -> None:
         import scaling_tasks_case

@@ -6,7 +6,7 @@
 #   benchmarks/run.sh --size 100000         a reduced run (a few minutes)
 #   benchmarks/run.sh --cases file_source,file_sink --reps 3 --profile file_sink
 #
-# Cases: file_source file_sink jdbc_pg jdbc_mariadb s3_sink scaling scaling_tasks airflow jdbc_sink_pg jdbc_sink_mariadb cdc_pg
+# Cases: file_source file_sink jdbc_pg jdbc_mariadb s3_sink scaling scaling_tasks airflow jdbc_sink_pg jdbc_sink_mariadb cdc_pg cdc_mariadb
 # (see README.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -239,7 +239,10 @@ def test_airconnect_and_debezium_give_the_same_events_on_mariadb(tmp_path, kafka
                 "snapshot.mode": "initial", "snapshot.locking.mode": "none", "include.schema.changes": "false",
                 "schema.history.internal": "io.debezium.storage.file.history.FileSchemaHistory",
                 "schema.history.internal.file.filename": str(tmp_path / "schema-history.dat"),
-                "schema.history.internal.store.only.captured.tables.ddl": "true"}
+                "schema.history.internal.store.only.captured.tables.ddl": "true",
+                # Its binlog reader decodes every table's rows and stops at one it cannot decode (an
+                # invalid date another test wrote at the same time): skip those, ours are counted.
+                "event.processing.failure.handling.mode": "warn"}
     definition = {"name": f"ac-{unique}", "config": {
         "connector.class": "io.debezium.connector.mariadb.MariaDbConnector", "db.conn.id": "mysql_pos",
         "topic.prefix": ours, "database.include.list": "pos", "table.include.list": tables,
