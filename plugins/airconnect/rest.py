@@ -909,7 +909,7 @@ def alter_connector_offsets(name: str, body: dict[str, Any]) -> dict[str, Any]:
     _refuse_unless_stopped(config)
     from airconnect.operators import offsets_resources
 
-    return manage.set_offsets(config, VariableStore(), body, _kafka(config) if config.kind == "sink" else None,
+    return manage.set_offsets(config, VariableStore(), body, _kafka(config),
                               offsets_resources(config))
 
 

@@ -187,8 +187,16 @@ def journal_key(connector: str, partition: Mapping[str, Any]) -> bytes:
 def read_journal(conn: Mapping[str, Any], connector: str,
                  timeout: float = DEFAULT_TIMEOUT) -> dict[bytes, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
     """The newest committed journal entry per partition key of ``connector``: key -> (offset, previous)."""
+    return {key: (chain[-1][0], chain[-1][1]) for key, chain in journal_chains(conn, connector, timeout).items()}
+
+
+def journal_chains(conn: Mapping[str, Any], connector: str, timeout: float = DEFAULT_TIMEOUT,
+                   ) -> dict[bytes, list[tuple[dict[str, Any] | None, dict[str, Any] | None]]]:
+    """Per partition key of ``connector``: its committed journal entries ``(offset, previous)`` in
+    commit order since its last tombstone (a tombstone alone: ``[(None, None)]``). The topic is
+    compacted, so older entries may be gone; the newest is always there."""
     prefix = json.dumps([connector], separators=(",", ":"), ensure_ascii=False)[:-1].encode() + b","
-    found: dict[bytes, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
+    found: dict[bytes, list[tuple[dict[str, Any] | None, dict[str, Any] | None]]] = {}
     for msg in read_to_end(conn, {OFFSETS_TOPIC: None}, group_id=None, timeout=timeout):
         key = msg.key()
         if not key or not key.startswith(prefix):
@@ -198,7 +206,10 @@ def read_journal(conn: Mapping[str, Any], connector: str,
         for name, raw in msg.headers() or ():
             if name == PREVIOUS_HEADER and raw is not None:
                 previous = json.loads(raw)
-        found[key] = (value, previous)
+        if value is None or key not in found or found[key][-1][0] is None:
+            found[key] = [(value, previous)]
+        else:
+            found[key].append((value, previous))
     return found
 
 
@@ -350,11 +361,19 @@ class SourceWriter:
         resume after it. Otherwise the Variable is right (this also honours a Variable that a
         person edited on purpose).
         """
-        entries = read_journal(self.conn, self.connector, self.timeout)
-        if key not in entries:
+        chain = journal_chains(self.conn, self.connector, self.timeout).get(key)
+        if not chain:
             return dict(stored) if stored is not None else None
-        offset, previous = entries[key]
+        offset, previous = chain[-1]
         if offset is not None and offset != stored and _same(previous, stored):
+            return dict(offset)
+        # The Variable further behind, at an offset the journal committed earlier in this chain: the
+        # tasks of a split share the Variable, and a save of one can overwrite another's newest
+        # entry (each re-reads and merges, but not atomically); if that task then died after its
+        # next commit, the Variable is two or more batches behind what Kafka holds. An offset
+        # changed on purpose (PATCH .../offsets, a reset) starts a new chain with a tombstone.
+        if offset is not None and stored is not None and offset != stored and any(
+                _same(o, stored) or _same(p, stored) for o, p in chain[:-1]):
             return dict(offset)
         return dict(stored) if stored is not None else None
 
@@ -568,5 +587,6 @@ def committed_group_offsets(conn: Mapping[str, Any], group_id: str, topic: str, 
 
 __all__ = [
     "OFFSETS_TOPIC", "OFFSET_BEGINNING", "Admin", "GroupCommitter", "PartitionProgress", "SourceWriter",
-    "commit_group_offsets", "committed_group_offsets", "journal_key", "transactional_id", "kafka_error", "read_journal", "read_to_end",
+    "commit_group_offsets", "committed_group_offsets", "journal_key", "journal_chains", "transactional_id", "kafka_error",
+    "read_journal", "read_to_end",
 ]

@@ -148,11 +148,7 @@ def reset_named_offsets(name: str, store: KeyValueStore, kafka: Mapping[str, Any
     if group is None:
         if Admin(kafka).topics().get(OFFSETS_TOPIC):
             keys = {journal_key(name, p) for p in partitions} | set(read_journal(kafka, name))
-            producer = Producer({**client_config(kafka), "enable.idempotence": True, "acks": "all"})
-            for key in keys:
-                producer.produce(OFFSETS_TOPIC, None, key)
-            if producer.flush(30):
-                raise kafka_error(KafkaException(), kafka, f"connector '{name}': journalling the reset")
+            _journal_tombstones(name, kafka, sorted(keys))
     else:
         admin = AdminClient(client_config(kafka))
 
@@ -170,6 +166,17 @@ def reset_named_offsets(name: str, store: KeyValueStore, kafka: Mapping[str, Any
     store.delete(offsets.key)
     log.info("connector '%s': offsets reset (%d partition(s))", name, len(partitions))
     return len(partitions)
+
+
+def _journal_tombstones(name: str, kafka: Mapping[str, Any], keys: list[bytes]) -> None:
+    """A tombstone in ``airconnect-offsets`` for each journal key (a reset, or an offset altered)."""
+    if not keys or not Admin(kafka).topics().get(OFFSETS_TOPIC):
+        return
+    producer = Producer({**client_config(kafka), "enable.idempotence": True, "acks": "all"})
+    for key in keys:
+        producer.produce(OFFSETS_TOPIC, None, key)
+    if producer.flush(30):
+        raise kafka_error(KafkaException(), kafka, f"connector '{name}': journalling the change of offsets")
 
 
 def delete_topics(topics: list[str], kafka: Mapping[str, Any]) -> list[str]:
@@ -367,6 +374,10 @@ def _set_variable_and_group(config: ConnectorConfig, store: KeyValueStore,
     offsets.clear()
     for partition, offset in entries.values():
         offsets.put(partition, offset)
+    if kafka is not None and config.kind == "source":
+        # A tombstone in the journal for each partition changed on purpose: crash recovery then
+        # honours the new offset even when it equals one the journal committed before.
+        _journal_tombstones(config.name, kafka, [journal_key(config.name, p) for p, _ in pairs])
     offsets.save()
     if kafka is not None and config.kind == "sink":
         commits = {(p["kafka_topic"], p["kafka_partition"]): o["kafka_offset"]
