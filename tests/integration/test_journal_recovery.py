@@ -10,7 +10,7 @@ says where the partition really is; an offset altered on purpose starts a new ch
 from __future__ import annotations
 
 from airconnect.core.kafka_client import SourceWriter, journal_key
-from airconnect.core.manage import _journal_tombstones
+from airconnect.core.manage import journal_tombstones
 
 
 def _commit(writer: SourceWriter, topic: str, key: bytes, offset: dict, previous: dict | None) -> None:
@@ -38,7 +38,7 @@ def test_a_variable_two_batches_behind_resumes_after_the_last_commit(kafka, uniq
         # An offset the journal never committed is a person's: honoured.
         assert again.recover(key, {"incrementing": 7}) == {"incrementing": 7}
         # Altered on purpose back to an offset committed before: a tombstone starts a new chain.
-        _journal_tombstones(name, kafka, [key])
+        journal_tombstones(name, kafka, [key])
         assert again.recover(key, {"incrementing": 1}) == {"incrementing": 1}
     finally:
         again.close()

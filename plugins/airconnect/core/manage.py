@@ -148,7 +148,7 @@ def reset_named_offsets(name: str, store: KeyValueStore, kafka: Mapping[str, Any
     if group is None:
         if Admin(kafka).topics().get(OFFSETS_TOPIC):
             keys = {journal_key(name, p) for p in partitions} | set(read_journal(kafka, name))
-            _journal_tombstones(name, kafka, sorted(keys))
+            journal_tombstones(name, kafka, sorted(keys))
     else:
         admin = AdminClient(client_config(kafka))
 
@@ -168,7 +168,7 @@ def reset_named_offsets(name: str, store: KeyValueStore, kafka: Mapping[str, Any
     return len(partitions)
 
 
-def _journal_tombstones(name: str, kafka: Mapping[str, Any], keys: list[bytes]) -> None:
+def journal_tombstones(name: str, kafka: Mapping[str, Any], keys: list[bytes]) -> None:
     """A tombstone in ``airconnect-offsets`` for each journal key (a reset, or an offset altered)."""
     if not keys or not Admin(kafka).topics().get(OFFSETS_TOPIC):
         return
@@ -377,7 +377,7 @@ def _set_variable_and_group(config: ConnectorConfig, store: KeyValueStore,
     if kafka is not None and config.kind == "source":
         # A tombstone in the journal for each partition changed on purpose: crash recovery then
         # honours the new offset even when it equals one the journal committed before.
-        _journal_tombstones(config.name, kafka, [journal_key(config.name, p) for p, _ in pairs])
+        journal_tombstones(config.name, kafka, [journal_key(config.name, p) for p, _ in pairs])
     offsets.save()
     if kafka is not None and config.kind == "sink":
         commits = {(p["kafka_topic"], p["kafka_partition"]): o["kafka_offset"]
