@@ -145,10 +145,9 @@ def reset_named_offsets(name: str, store: KeyValueStore, kafka: Mapping[str, Any
     reader (its consumer group is deleted; the inventory view, say). Returns the partitions reset."""
     offsets = Offsets(store, name)
     partitions = [p for p, _ in offsets.items()]
-    if group is None:
-        if Admin(kafka).topics().get(OFFSETS_TOPIC):
-            keys = {journal_key(name, p) for p in partitions} | set(read_journal(kafka, name))
-            journal_tombstones(name, kafka, sorted(keys))
+    if group is None:  # (a journal that does not exist yet reads as empty and gets no tombstone)
+        keys = {journal_key(name, p) for p in partitions} | set(read_journal(kafka, name))
+        journal_tombstones(name, kafka, sorted(keys))
     else:
         admin = AdminClient(client_config(kafka))
 
