@@ -213,3 +213,125 @@ def test_the_fast_path_is_taken_and_leaves_the_odd_forms_to_the_general_one(pg_t
     my_table.execute(f"INSERT INTO {my_table.name} (id, dtm, dt0, dt3, day) VALUES "
                      "(10, '0000-00-00 00:00:00', '2018-02-30 10:00:00', '2018-00-10 00:00:00.5', '0000-00-00')")
     assert my_table.both_ways(UTC) >= 5
+
+
+# ----------------------------------------------------------------------------- PostgreSQL writes the JSON (pgcopy)
+
+PG_SERVER_TABLE = ("(id BIGINT PRIMARY KEY, i INT, s SMALLINT, d0 NUMERIC(12,2), d6 NUMERIC(20,6), dz NUMERIC(8,0), "
+                   "ts TIMESTAMPTZ(6), ts0 TIMESTAMPTZ(0), tsn TIMESTAMP(6), flag BOOLEAN, name TEXT, v VARCHAR(20), "
+                   "c CHAR(5))")
+# Text with what JSON escapes, Jackson's upper-case hex, characters beyond U+FFFF, COPY's own escapes.
+server_texts = texts | st.sampled_from(["\\u0001", "a\\\\b", "\x1f\x7f\t\r\n\b\f", "😀 \U0001F600x", "\\N", "tab\there"])
+
+
+def pg_server_rows() -> st.SearchStrategy[list[tuple]]:
+    row = st.tuples(
+        st.none() | st.integers(-2**31, 2**31 - 1),
+        st.none() | st.integers(-2**15, 2**15 - 1),
+        st.none() | _decimals(2, 12) | st.just(Decimal("NaN")),
+        st.none() | _decimals(6, 20) | st.sampled_from([Decimal("0.000001"), Decimal("0.000000")]),
+        st.none() | _decimals(0, 8),
+        st.none() | st.builds(lambda v, z: v.replace(tzinfo=z), stamps, st.sampled_from([UTC, TOKYO]))
+        .filter(lambda v: v.year > 1),
+        st.none() | st.builds(lambda v: v.replace(tzinfo=UTC), stamps),
+        st.none() | stamps,
+        st.none() | st.booleans(),
+        st.none() | server_texts,
+        st.none() | server_texts.map(lambda t: t[:20]),
+        st.none() | server_texts.map(lambda t: t[:5]),
+    )
+    return st.lists(row, min_size=1, max_size=8)
+
+
+class ServerTable(Table):
+    def __init__(self, name: str):
+        gen = generator()
+        self.kind, self.name = "postgres", name
+        self.dialect = DIALECTS["postgres"]
+        self.conn = gen.connect_pg()
+        self.dialect.prepare_session(self.conn)
+        self.execute(f"CREATE TABLE {name} {PG_SERVER_TABLE}")
+
+    def both_ways(self, zone: dt.tzinfo = UTC) -> int:
+        """The general path (the driver's values, the writers) and the server's JSON over COPY: the
+        same value and key bytes (or the same refusal) for every row, the same values read back;
+        returns how many rows the server wrote itself."""
+        from airconnect.connectors.jdbc.pgcopy import CopyChunks, server_rows
+
+        cur = self.conn.cursor()
+        cur.execute(f"SELECT * FROM {self.name} ORDER BY id")
+        description = cur.description
+        expected_rows = cur.fetchall()
+        cur.close()
+        columns = describe_columns(self.dialect, description, zone, {})
+        general = value_writer(columns, "t", True)
+        general_key = values_writer([columns[0]], "k", True, [0])
+        server = server_rows(self.conn, description, columns, {}, [0], zone, self.dialect.quote, "t", True, "k", True)
+        assert server is not None
+        chunks = CopyChunks(self.conn, server.copy_sql(f"SELECT * FROM {self.name}", " ORDER BY id"), 3, server.prepare)
+        lines = []
+        while chunk := chunks.next():
+            lines += chunk
+        chunks.close()
+        self.conn.commit()
+        assert len(lines) == len(expected_rows)
+        own = 0
+        for raw, line in zip(expected_rows, lines):
+            own += line[:1] != b"X"
+            assert [_same(v) for v in server.row(line)] == [_same(v) for v in raw]
+            try:
+                want: object = (general(raw), general_key([raw])[0])
+            except DataError as exc:
+                want = str(exc)
+            try:
+                values, keys = server.records([line])
+                got: object = (values[0], keys[0] if keys else None)
+            except DataError as exc:
+                got = str(exc)
+            assert got == want
+        return own
+
+
+@pytest.fixture(scope="module")
+def pg_server_table():
+    import uuid
+
+    t = ServerTable(f"copy_{uuid.uuid4().hex[:10]}")
+    yield t
+    t.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=pg_server_rows())
+def test_postgres_writes_the_general_paths_bytes(pg_server_table, rows):
+    pg_server_table.fill(rows)
+    pg_server_table.both_ways()
+
+
+def test_postgres_writes_ordinary_rows_and_leaves_the_odd_ones_to_the_general_path(pg_server_table):
+    """Ordinary rows come as the server's JSON; NaN, infinity and years below 1000 come as their
+    values' text and take the general writer (NaN: the same refusal); a table with a column the
+    server does not write (a float), or a naive timestamp read in a zone other than UTC, is read
+    by the cursor path."""
+    from airconnect.connectors.jdbc.pgcopy import server_rows
+
+    ts = dt.datetime(2018, 10, 31, 23, 30, 0, 123450, tzinfo=UTC)
+    row = (7, 3, Decimal("3.10"), Decimal("0.000001"), Decimal(12), ts, ts, ts.replace(tzinfo=None), True,
+           'say "hi"\\\n\x01😀', "お茶", "ab")
+    pg_server_table.fill([row, row], [
+        f"INSERT INTO {pg_server_table.name} (id, d0, ts, ts0, tsn) VALUES "
+        "(10, 'NaN', 'infinity', '-infinity', '0999-01-01 00:00:00.5'), (11, 1, '2018-10-31 23:30:00.5+09', "
+        "'0500-01-01 00:00:00+00', '2018-10-31 23:30:00')"])
+    assert pg_server_table.both_ways() == 2 + 0 + 0  # the two ordinary rows; 10 and 11 have an odd value each
+
+    cur = pg_server_table.conn.cursor()
+    cur.execute(f"SELECT * FROM {pg_server_table.name} WHERE 1 = 0")
+    description = cur.description
+    cur.execute("SELECT 1::float8 AS f WHERE 1 = 0")
+    with_float = description + cur.description
+    cur.close()
+    q = pg_server_table.dialect.quote
+    columns = describe_columns(pg_server_table.dialect, description, TOKYO, {})
+    assert server_rows(pg_server_table.conn, description, columns, {}, [0], TOKYO, q, "t", True, "k", True) is None
+    columns = describe_columns(pg_server_table.dialect, with_float, UTC, {})
+    assert server_rows(pg_server_table.conn, with_float, columns, {}, [0], UTC, q, "t", True, "k", True) is None

@@ -69,6 +69,7 @@ from typing import Any, Final, cast
 
 from airconnect.connectors.jdbc.dialect import Dialect, _db_error, _detail, _missing_relation, dialect_of
 from airconnect.connectors.jdbc.offset import UTC, from_micros, micros_of, ts_micros_from_offset, ts_offset
+from airconnect.connectors.jdbc.pgcopy import CopyChunks, server_rows
 from airconnect.connectors.jdbc.rows import Column, Fragments, describe_columns, fragments_for, values_writer
 from airconnect.connectors.jdbc.spec import JDBC_SOURCE, topic_name
 from airconnect.core.config import ConnectorConfig, new_topic_settings
@@ -180,6 +181,10 @@ class JdbcSourceResult:
             "tables": [{k: v for k, v in t.__dict__.items() if k != "offset"} | {"offset": _public(t.offset)}
                        for t in self.tables],
         }
+
+
+def _same(row: Any) -> Any:
+    return row
 
 
 def _public(offset: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -306,11 +311,17 @@ class JdbcSource:
             log.warning("%s (timestamp.null.handling=warn: reported on every run, never dropped silently)", msg)
 
         record_name = table.source if "table" in partition else topic
-        # The fetch's fast path (rows.Fragments): DECIMAL and timestamp values come as their JSON text.
-        frag = fragments_for(dialect, conn, description, columns, self.zone)
-        to_values = values_writer(columns, record_name, self.config["value.converter.schemas.enable"], fragments=frag)
         key_idx = [names.index(c) for c in key_cols]
+        # PostgreSQL writes the rows' JSON itself where it writes it as the writers do (pgcopy);
+        # otherwise the fetch's fast path (rows.Fragments): DECIMAL and timestamp values come as
+        # their JSON text.
+        server = server_rows(conn, description, columns, nullable, key_idx, self.zone, dialect.quote, record_name,
+                             self.config["value.converter.schemas.enable"], f"{self.name}.Key",
+                             self.config["key.converter.schemas.enable"]) if dialect.name == "postgres" else None
+        frag = None if server is not None else fragments_for(dialect, conn, description, columns, self.zone)
+        to_values = values_writer(columns, record_name, self.config["value.converter.schemas.enable"], fragments=frag)
         to_keys = self._key_writer([columns[i] for i in key_idx], key_idx, frag) if key_idx else None
+        view: Callable[[Any], Sequence[Any]] = server.row if server is not None else _same
 
         def raw(i: int, v: Any) -> Any:
             """Column ``i``'s value as the driver gives it (the fast path's JSON text read back)."""
@@ -324,24 +335,29 @@ class JdbcSource:
         # Counted: identical rows of a table without a key share one (timestamp, row) pair, and the
         # reconciliation needs how many rows were delivered inside the window.
         recent: Counter[tuple[int, str]] = Counter((int(m), str(k)) for m, k in (offset or {}).get("recent", []))
-        log.info("%s: %s -> %s from %s", what, self.mode, topic, _public(offset) or "the beginning")
+        log.info("%s: %s -> %s from %s%s", what, self.mode, topic, _public(offset) or "the beginning",
+                 " (PostgreSQL writes the records' JSON: COPY)" if server is not None else "")
 
-        def ident(row: Sequence[Any]) -> str:
+        def ident(line: Any) -> str:
             """What identifies a row inside the lookback window: its key (or incrementing id)."""
+            row = view(line)
             if len(key_idx) == 1:
                 return str(raw(key_idx[0], row[key_idx[0]]))
             if key_idx:
                 return "|".join([str(raw(i, row[i])) for i in key_idx])
             if inc_idx is not None:
                 return str(raw(inc_idx, row[inc_idx]))
-            return to_values([row])[0].decode()
+            return (server.envelope(line) if server is not None else to_values([row])[0]).decode()
 
         fetch = min(self.batch, FETCH_ROWS)
-        cur = dialect.server_cursor(conn, fetch)
-        chunks: _Chunks | None = None
+        cur = dialect.server_cursor(conn, fetch) if server is None else conn.cursor()
+        chunks: _Chunks | CopyChunks | None = None
         try:
             try:
-                if frag is None:
+                if server is not None:
+                    chunks = CopyChunks(conn, server.copy_sql(cur.mogrify(sql, params).decode(), order), fetch,
+                                         server.prepare)
+                elif frag is None:
                     cur.execute(sql + order, params)
                 else:
                     with frag.installed(conn, cur):
@@ -349,19 +365,22 @@ class JdbcSource:
             except Exception as exc:  # noqa: BLE001
                 raise _db_error(exc, f"{what}: querying") from None
 
-            def records(rows: Sequence[Sequence[Any]]) -> tuple[list[bytes], list[bytes] | None]:
+            def records(rows: Sequence[Any]) -> tuple[list[bytes], list[bytes] | None]:
                 """The rows' values and keys; a value that cannot be written names its row."""
                 try:
+                    if server is not None:
+                        return server.records(rows)
                     return to_values(rows), to_keys(rows) if to_keys else None
                 except DataError:
                     for row in rows:
                         try:
-                            to_values([row])
+                            to_values([view(row)])
                         except DataError as exc:
                             raise DataError(f"{what}: row {ident(row)}: {exc}") from None
                     raise
 
-            chunks = _Chunks(cur, fetch, ahead=dialect.name == "postgres")
+            if chunks is None:
+                chunks = _Chunks(cur, fetch, ahead=dialect.name == "postgres")
             if self.mode == "bulk":
                 self._bulk(chunks, delivery, topic, records, table, what)
                 return
@@ -381,7 +400,8 @@ class JdbcSource:
 
             ts_i = cast(int, ts_idx)  # row_micros is called in the timestamp modes only
 
-            def row_micros(row: Sequence[Any]) -> int:
+            def row_micros(line: Any) -> int:
+                row = view(line)
                 at = ts_i if row[ts_i] is not None or len(ts_cols) == 1 else next(
                     (j for j in ts_cols if row[j] is not None), ts_i)
                 return micros_of(self._aware(raw(at, row[at]), naive_ts))
@@ -417,7 +437,7 @@ class JdbcSource:
                     delivered = [(row_micros(row), ident(row)) for row in rows_after(horizon)]
                 delivered_total += count
                 new = self._commit(delivery, partition, delivered, previous, last_ts,
-                                   raw(inc_idx, last_row[inc_idx]) if inc_idx is not None else None, stored_ts,
+                                   raw(inc_idx, view(last_row)[inc_idx]) if inc_idx is not None else None, stored_ts,
                                    recent, table, delivered_total)
                 count, batch_rows = 0, []
                 return new
@@ -490,7 +510,7 @@ class JdbcSource:
             except Exception:  # noqa: BLE001
                 pass
 
-    def _bulk(self, chunks: _Chunks, delivery: SourceDelivery, topic: str,
+    def _bulk(self, chunks: _Chunks | CopyChunks, delivery: SourceDelivery, topic: str,
               records: Callable[[Sequence[Sequence[Any]]], tuple[list[bytes], list[bytes] | None]],
               table: TableResult, what: str) -> None:
         """A whole snapshot in one transaction: a crash (or an error) mid-snapshot leaves none of it visible."""

@@ -1,0 +1,336 @@
+"""PostgreSQL writes the rows' JSON: the JDBC source's fast path for PostgreSQL.
+
+The query runs as ``COPY (SELECT ...) TO STDOUT``: for each row the server builds the text of the
+record's payload fields (and of its key's) with ``||`` over each value's JSON text, and psycopg2
+hands each line over as bytes. The client only adds the envelope (the schema, built once) and
+produces: no Python value per column, no per-value formatting. The database does the encoding on
+its own core while this process produces, and COPY sends rows faster than a cursor's fetches.
+
+The bytes are the general path's (:func:`airconnect.connectors.jdbc.rows.values_writer` over the
+driver's values; the unit tests hold them equal), because the server writes only what it writes
+the same way, and marks the rest:
+
+- whole numbers: their text; booleans: ``true``/``false``;
+- DECIMAL with a declared scale of 0 to 6: its text (``str(Decimal(text))`` is the text then);
+  NaN goes to the general path, which refuses it as it does today;
+- text, varchar, char: ``to_json`` (the escapes of Python's ``json``); a control character other
+  than ``\\b\\f\\n\\r\\t`` (``\\u00xx``) or a character beyond U+FFFF is rewritten here as Jackson
+  writes it (:func:`airconnect.core.jsonexact.encode_str`);
+- timestamps from year 1000 to 9999 (with time zone; without one when the connector's zone is
+  UTC): ``to_char`` as ``"YYYY-MM-DDTHH:MM:SS.ffffffZ"``.
+
+A row with a value outside these forms comes as ``X`` and the text of each of its values
+(``json_build_array``); this module casts them with psycopg2's own casters and the general
+writer writes the row, so it is written (or refused) exactly as the cursor path would.
+
+A table with a column of another type (float, date, json, uuid, arrays...) is read by the cursor
+path, as are tables on any other driver.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+from airconnect.connectors.jdbc.offset import UTC
+from airconnect.connectors.jdbc.rows import Column, _envelope_ends, _is_utc, values_writer
+from airconnect.core.data import json_string
+
+#: Off in the tests that compare it with the cursor path.
+ENABLED = True
+
+_INTS: Final = (20, 21, 23)
+_TEXTS: Final = (25, 1043, 1042)
+_TS_FORMAT: Final = "'\\\"YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\\\"'"
+_TS_RANGE: Final = "{c} >= '1000-01-01' AND {c} < '10000-01-01'"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _value_sql(oid: int, c: str, nullable: bool, column: Column) -> str | None:
+    """The SQL of a value's JSON text; NULL when the server cannot write it as the writer does."""
+    if oid in _INTS:
+        expr = f"{c}::text"
+        return f"COALESCE({expr}, 'null')" if nullable else expr
+    if oid == 16:
+        return (f"CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' ELSE 'null' END" if nullable
+                else f"CASE WHEN {c} THEN 'true' ELSE 'false' END")
+    if oid in _TEXTS:
+        expr = f"to_json({c})::text"
+        return f"COALESCE({expr}, 'null')" if nullable else expr
+    if oid == 1700:
+        expr = f"NULLIF({c}::text, 'NaN')"
+    elif oid in (1184, 1114):
+        expr = f"CASE WHEN {_TS_RANGE.format(c=c)} THEN to_char({c}, {_TS_FORMAT}) END"
+    else:
+        return None
+    return f"CASE WHEN {c} IS NULL THEN 'null' ELSE {expr} END" if nullable else expr
+
+
+def _eligible(oid: int, column: Column, scale: Any, utc: bool) -> bool:
+    if oid in _INTS or oid == 16 or oid in _TEXTS or oid == 1184:
+        return True
+    if oid == 1700:
+        return isinstance(scale, int) and 0 <= scale <= 6
+    return oid == 1114 and utc
+
+
+# A JSON string's escapes the server writes as Python's json does but Jackson does not (upper-case
+# hex), and characters beyond U+FFFF (Jackson: escaped surrogate pairs); an escaped backslash is
+# matched first so that ``\\u00`` (a backslash, then "u00") stays text.
+_REWRITE: Final = re.compile(r"\\\\|\\u00([0-9a-f]{2})|[\U00010000-\U0010FFFF]")
+
+
+def _jackson(m: re.Match[str]) -> str:
+    text = m.group(0)
+    if text == "\\\\":
+        return text
+    ch = chr(int(m.group(1), 16)) if m.group(1) else text
+    return json_string(ch)[1:-1]
+
+
+def _rewrite(line: bytes) -> bytes:
+    return _REWRITE.sub(_jackson, line.decode()).encode()
+
+
+@dataclass
+class ServerRows:
+    """How one query's rows come as their JSON: the COPY's SELECT list, and the line readers."""
+
+    select: str  # "payload-or-X, key"
+    columns: list[Column]
+    oids: list[int]
+    value_head: bytes
+    value_tail: bytes
+    key_head: bytes | None
+    key_tail: bytes | None
+    texts: bool  # a text column: its JSON may need Jackson's escapes
+    general_values: Callable[[Sequence[Sequence[Any]]], list[bytes]]
+    general_keys: Callable[[Sequence[Sequence[Any]]], list[bytes]] | None
+    casters: list[Callable[[str | None, Any], Any] | None]
+    cursor: Any = None  # for psycopg2's casters (the session's time zone)
+
+    def copy_sql(self, query: str, order: str) -> str:
+        return f"COPY (SELECT {self.select} FROM ({query}) AS airconnect_rows{order}) TO STDOUT"
+
+    def __post_init__(self) -> None:
+        self._parsed: dict[bytes, tuple[Any, ...]] = {}
+
+    def prepare(self, lines: list[bytes]) -> list[bytes]:
+        """COPY's lines as this module's readers take them: COPY's text format doubles a backslash
+        (JSON's escapes have one; a NULL key is ``\\N``), and a text's escapes become Jackson's."""
+        big = b"".join(lines)
+        if b"\\" in big:
+            lines = [line.replace(b"\\\\", b"\\") if b"\\" in line else line for line in lines]
+        if self.texts and (b"\\u00" in big or not big.isascii()):
+            lines = [line if line[:1] == b"X" or (b"\\u00" not in line and line.isascii()) else _rewrite(line)
+                     for line in lines]
+        return lines
+
+    def records(self, lines: Sequence[bytes]) -> tuple[list[bytes], list[bytes] | None]:
+        """The (prepared) lines' values and keys: Kafka Connect's JSON, the general path's bytes."""
+        big = b"".join(lines)
+        odd = big.startswith(b"X") or b"\nX" in big
+        vh, vt = self.value_head, self.value_tail
+        kh, kt = self.key_head, self.key_tail
+        if kh is None or kt is None:
+            if odd:
+                return [self._odd(line)[0] if line[:1] == b"X" else vh + line[:-1] + vt for line in lines], None
+            return [vh + line[:-1] + vt for line in lines], None
+        parts = [line[:-1].split(b"\t") for line in lines]
+        if not odd:
+            return [vh + p + vt for p, _ in parts], [kh + k + kt for _, k in parts]
+        values: list[bytes] = []
+        keys: list[bytes] = []
+        for line, (p, k) in zip(lines, parts):
+            if p[:1] == b"X":
+                value, key = self._odd(line)
+                values.append(value)
+                keys.append(key or b"")
+            else:
+                values.append(vh + p + vt)
+                keys.append(kh + k + kt)
+        return values, keys
+
+    def _odd(self, line: bytes) -> tuple[bytes, bytes | None]:
+        """A row the server left to the general path: its record by the general writers."""
+        row = self.row(line)
+        keys = self.general_keys([row]) if self.general_keys else None
+        return self.general_values([row])[0], keys[0] if keys else None
+
+    def envelope(self, line: bytes) -> bytes:
+        """The row's record value (what identifies a row without a key)."""
+        p = line[:-1].split(b"\t", 1)[0]
+        return self._odd(line)[0] if p[:1] == b"X" else self.value_head + p + self.value_tail
+
+    def row(self, line: bytes) -> tuple[Any, ...]:
+        """The (prepared) line's values as the driver gives them (for offsets and row identities);
+        the rows a run reads again (the lookback window's) come from a small cache."""
+        row = self._parsed.get(line)
+        if row is None:
+            if len(self._parsed) >= 4096:
+                self._parsed.clear()
+            row = self._parsed[line] = self._parse(line)
+        return row
+
+    def _parse(self, line: bytes) -> tuple[Any, ...]:
+        p = line[:-1].split(b"\t", 1)[0]
+        if p[:1] == b"X":
+            texts = json.loads(p[1:])
+            return tuple(t if t is None or caster is None else caster(t, self.cursor)
+                         for t, caster in zip(texts, self.casters))
+        obj = json.loads(b"{" + p + b"}", parse_float=Decimal)
+        out: list[Any] = []
+        for v, oid in zip(obj.values(), self.oids):
+            if v is None:
+                out.append(None)
+            elif oid == 1700:
+                out.append(v if isinstance(v, Decimal) else Decimal(v))
+            elif oid in (1184, 1114):
+                t = dt.datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ")
+                out.append(t.replace(tzinfo=UTC) if oid == 1184 else t)
+            else:
+                out.append(v)
+        return tuple(out)
+
+
+def server_rows(conn: Any, description: Sequence[Sequence[Any]], columns: Sequence[Column],
+                nullable: dict[str, bool], key_idx: Sequence[int], zone: dt.tzinfo, quote: Callable[[str], str],
+                record_name: str, value_envelope: bool, key_name: str, key_envelope: bool) -> ServerRows | None:
+    """The server-written rows for this query's columns, or None (another driver than psycopg2, a
+    column of a type the server does not write as the writer does, repeated column names)."""
+    if not ENABLED or not type(conn).__module__.startswith("psycopg2") or getattr(conn, "encoding", "") != "UTF8":
+        return None
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names) or not columns:
+        return None
+    utc = _is_utc(zone)
+    import psycopg2.extensions as ext  # noqa: PLC0415 - only with a psycopg2 connection
+
+    exprs: list[str] = []
+    oids: list[int] = []
+    casters: list[Any] = []
+    for d, c in zip(description, columns):
+        oid = d[1]
+        scale = d[5] if len(d) > 5 else None
+        if not _eligible(oid, c, scale, utc):
+            return None
+        expr = _value_sql(oid, quote(c.name), nullable.get(c.name, True), c)
+        if expr is None:
+            return None
+        exprs.append(expr)
+        oids.append(oid)
+        casters.append((getattr(conn, "string_types", None) or {}).get(oid) or ext.string_types.get(oid))
+
+    def fields(indexes: Sequence[int]) -> str:
+        parts = []
+        for n, i in enumerate(indexes):
+            name = ("," if n else "") + json_string(columns[i].name) + ":"
+            parts.append(f"{_literal(name)} || {exprs[i]}")
+        return " || ".join(parts)
+
+    # Each value's text as the driver reads it (a char(n) keeps its padding, which ::text drops).
+    raw = ", ".join(quote(c.name) if oid == 1042 else f"{quote(c.name)}::text" for c, oid in zip(columns, oids))
+    select = f"COALESCE({fields(range(len(columns)))}, 'X' || json_build_array({raw})::text)"
+    if key_idx:
+        select += f", {fields(key_idx)}"
+    vh, vt = _envelope_ends(columns, record_name, value_envelope)
+    key_cols = [columns[i] for i in key_idx]
+    kh, kt = _envelope_ends(key_cols, key_name, key_envelope) if key_idx else (None, None)
+    return ServerRows(
+        select=select, columns=list(columns), oids=oids, value_head=vh.encode(), value_tail=vt.encode(),
+        key_head=kh.encode() if kh is not None else None, key_tail=kt.encode() if kt is not None else None,
+        texts=any(o in _TEXTS for o in oids),
+        general_values=values_writer(columns, record_name, value_envelope),
+        general_keys=values_writer(key_cols, key_name, key_envelope, list(key_idx)) if key_idx else None,
+        casters=casters, cursor=conn.cursor())
+
+
+class CopyChunks:
+    """The COPY's lines, ``size`` at a time, received on a thread of its own while the caller
+    writes and sends the previous chunk (as :class:`airconnect.connectors.jdbc.source._Chunks`
+    does for a cursor): at most two chunks wait, whatever the table's size. An error of the COPY
+    is raised by :meth:`next`; :meth:`close` cancels a COPY still under way."""
+
+    def __init__(self, conn: Any, sql: str, size: int, prepare: Callable[[list[bytes]], list[bytes]]):
+        self._conn, self._size, self._prepare = conn, size, prepare
+        self._ready: queue.Queue[tuple[list[bytes] | None, BaseException | None]] = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._buf: list[bytes] = []
+        self.write = self._write
+        self._cur = conn.cursor()
+        self._thread = threading.Thread(target=self._copy, args=(sql,), name="airconnect-jdbc-copy", daemon=True)
+        self._thread.start()
+
+    def _write(self, line: bytes) -> None:
+        buf = self._buf
+        buf.append(line)
+        if len(buf) >= self._size:
+            self._buf = []
+            self._put((buf, None))
+
+    def _copy(self, sql: str) -> None:
+        try:
+            try:
+                self._cur.copy_expert(sql, self)
+                if self._buf:
+                    self._put((self._buf, None))
+                self._put(([], None))
+            except _Stopped:
+                raise
+            except Exception as exc:  # noqa: BLE001 - handed to the reader, raised there
+                self._put((None, exc))
+        except _Stopped:
+            return  # the reader has stopped: nobody waits for the rest (or the error)
+
+    def _put(self, item: tuple[list[bytes] | None, BaseException | None]) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                self._ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self) -> list[bytes]:
+        lines, error = self._ready.get()
+        if error is not None:
+            raise error
+        return self._prepare(lines) if lines else []
+
+    def close(self) -> None:
+        """Stops the COPY (cancelled if under way) before the connection may be used again."""
+        if self._thread.is_alive():
+            self._stop.set()
+            try:
+                self._conn.cancel()
+            except Exception:  # noqa: BLE001
+                pass
+            while self._thread.is_alive():
+                try:
+                    self._ready.get_nowait()
+                except queue.Empty:
+                    pass
+                self._thread.join(0.05)
+            try:
+                self._conn.rollback()
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            self._cur.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class _Stopped(Exception):
+    """The reader stopped: the COPY's thread ends (psycopg2 ends the COPY with the error)."""
