@@ -99,10 +99,12 @@ class Admin:
 
     def __init__(self, conn: Mapping[str, Any]):
         self.conn = dict(conn)
-        self.client = AdminClient(client_config(conn))
+        # Asking about one topic must not create it: librdkafka's admin client is a producer
+        # underneath, whose metadata requests ask the broker to create a missing topic (with the
+        # broker's default partitions) unless told not to.
+        self.client = AdminClient({**client_config(conn), "allow.auto.create.topics": False})
         # Topics this client has seen exist (or made), with their partition counts: ensure_topic
-        # asks the cluster once for all of them (a list of every topic: 40-80 ms on a cluster of
-        # 3,000), not once per topic. A client lives as long as one run (a delivery's).
+        # asks the cluster about a topic once. A client lives as long as one run (a delivery's).
         self._known: dict[str, int] = {}
 
     def topics(self, timeout: float = 15.0) -> dict[str, int]:
@@ -129,9 +131,9 @@ class Admin:
         """Create ``topic`` if it is missing (-1: the broker's default replication); return its partition count."""
         if topic in self._known:
             return self._known[topic]
-        existing = self.topics()
-        if topic in existing:
-            return existing[topic]
+        found = self.partitions(topic)
+        if found is not None:
+            return found
         futures = self.client.create_topics(
             [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor, config=dict(config or {}))],
             operation_timeout=15, request_timeout=15,
@@ -145,11 +147,31 @@ class Admin:
                 raise PermanentError(f"creating topic {topic}: {exc.args[0].str()}") from None
             if code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise kafka_error(exc, self.conn, f"creating topic {topic}") from None
-        for _ in range(50):  # metadata propagates asynchronously
-            if topic in self.topics():
-                break
-            time.sleep(0.1)
-        return self.topics().get(topic, partitions)
+        for _ in range(100):  # metadata propagates asynchronously
+            found = self.partitions(topic)
+            if found is not None:
+                return found
+            time.sleep(0.05)
+        return partitions
+
+    def partitions(self, topic: str, timeout: float = 15.0) -> int | None:
+        """``topic``'s partition count, None if it does not exist (or not every partition has a
+        leader yet): the cluster asked for this one topic (never created by asking), not for all
+        of them (3 ms rather than 30-80 ms on a cluster of 3,000 topics)."""
+        try:
+            md = self.client.list_topics(topic=topic, timeout=timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"Kafka at {_describe(self.conn)} did not answer within {timeout:.0f} s ({exc.args[0].str() if exc.args else exc}); "
+                "is the broker running? (scripts/stack.sh start kafka)"
+            ) from None
+        t = md.topics.get(topic)
+        if t is None or t.error is not None or not t.partitions:
+            return None
+        if any(p.error is not None or p.leader < 0 for p in t.partitions.values()):
+            return None  # just created: a partition has no leader yet (nothing can be produced to it)
+        self._known[topic] = len(t.partitions)
+        return len(t.partitions)
 
     def ensure_offsets_topic(self) -> None:
         self.ensure_topic(
