@@ -279,6 +279,47 @@ def minimal_jdbc(spec: dict[str, Any]) -> dict[str, Any]:
     return {"records": n, "bytes": nbytes}
 
 
+def floor_jdbc(spec: dict[str, Any]) -> dict[str, Any]:
+    """The physical floor of a PostgreSQL source on this machine: the same ordered rows fetched the
+    cheapest way (COPY's text: one bytes object per row, no Python value made), each produced as a
+    record of the source's size (its value envelope's schema before the row's text, the id as
+    the key) with the source's batching and compression, nothing encoded, no transactions: what
+    fetching and delivering the rows costs before any encoding."""
+    import datetime as dt
+
+    from airconnect.connectors.jdbc.dialect import DIALECTS
+    from airconnect.connectors.jdbc.rows import _envelope_ends, describe_columns
+
+    conn = db_connect(spec)
+    db = spec["db"]
+    cur = conn.cursor()
+    cur.execute("SET TIME ZONE 'UTC'")
+    cur.execute(f'SELECT * FROM "{db["table"]}" WHERE 1 = 0')
+    columns = describe_columns(DIALECTS["postgres"], cur.description, dt.timezone.utc, {})
+    head = _envelope_ends(columns, db["table"], True)[0].encode()
+    p = _producer(spec)
+    produce, topic, tick = p.produce, spec["topic"], Ticker()
+
+    class Out:
+        n = 0
+
+        def write(self, line: bytes) -> None:
+            try:
+                produce(topic, head + line, line[:line.index(b"\t")])
+            except BufferError:
+                _produce(p, topic, head + line, line[:line.index(b"\t")])
+            self.n += 1
+            if self.n % 10000 == 0:
+                tick.add(10000)
+
+    out = Out()
+    cur.copy_expert(f'COPY (SELECT * FROM "{db["table"]}" ORDER BY "{db["ts"]}", "{db["inc"]}") TO STDOUT', out)
+    p.flush(60)
+    cur.close()
+    conn.close()
+    return {"records": out.n, "bytes": None}
+
+
 def minimal_s3(spec: dict[str, Any]) -> dict[str, Any]:
     """Each record's payload as one JSON line, in one object per month and 50,000 records, PUT."""
     s3 = s3_client(spec)
@@ -321,6 +362,7 @@ VARIANTS: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("jdbc", "airconnect"): airconnect_jdbc,
     ("jdbc", "minimal"): minimal_jdbc,
     ("jdbc", "bare"): bare_jdbc,
+    ("jdbc", "floor"): floor_jdbc,
     ("s3_sink", "airconnect"): airconnect_s3,
     ("s3_sink", "minimal"): minimal_s3,
     ("jdbc_sink", "airconnect"): lambda spec: __import__("jdbc_sink_case").airconnect_sink(spec),

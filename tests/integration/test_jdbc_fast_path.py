@@ -269,26 +269,30 @@ class ServerTable(Table):
         server = server_rows(self.conn, description, columns, {}, [0], zone, self.dialect.quote, "t", True, "k", True)
         assert server is not None
         chunks = CopyChunks(self.conn, server.copy_sql(f"SELECT * FROM {self.name}", " ORDER BY id"), 3, server.prepare)
-        lines = []
-        while chunk := chunks.next():
-            lines += chunk
+        lines, got = [], []
+
+        def consume(chunk: list[bytes]) -> None:  # (a chunk's records are asked for before the next chunk)
+            lines.extend(chunk)
+            for line in chunk:
+                try:
+                    values, keys = server.records([line])
+                    got.append((values[0], keys[0] if keys else None))
+                except DataError as exc:
+                    got.append(str(exc))
+
+        chunks.run(consume, lambda exc: exc)  # type: ignore[arg-type,return-value]
         chunks.close()
         self.conn.commit()
         assert len(lines) == len(expected_rows)
         own = 0
-        for raw, line in zip(expected_rows, lines):
+        for raw, line, record in zip(expected_rows, lines, got):
             own += line[:1] != b"X"
             assert [_same(v) for v in server.row(line)] == [_same(v) for v in raw]
             try:
                 want: object = (general(raw), general_key([raw])[0])
             except DataError as exc:
                 want = str(exc)
-            try:
-                values, keys = server.records([line])
-                got: object = (values[0], keys[0] if keys else None)
-            except DataError as exc:
-                got = str(exc)
-            assert got == want
+            assert record == want
         return own
 
 

@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import queue
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -111,8 +109,7 @@ class ServerRows:
     oids: list[int]
     value_head: bytes
     value_tail: bytes
-    key_head: bytes | None
-    key_tail: bytes | None
+    key_head: bytes | None  # the key's envelope before its fields (None: no key)
     texts: bool  # a text column: its JSON may need Jackson's escapes
     general_values: Callable[[Sequence[Sequence[Any]]], list[bytes]]
     general_keys: Callable[[Sequence[Sequence[Any]]], list[bytes]] | None
@@ -124,31 +121,33 @@ class ServerRows:
 
     def __post_init__(self) -> None:
         self._parsed: dict[bytes, tuple[Any, ...]] = {}
+        self._odd_chunk = True  # the last prepared chunk has a row the server left to the general path
 
     def prepare(self, lines: list[bytes]) -> list[bytes]:
         """COPY's lines as this module's readers take them: COPY's text format doubles a backslash
-        (JSON's escapes have one; a NULL key is ``\\N``), and a text's escapes become Jackson's."""
+        (JSON's escapes have one; a NULL key is ``\\N``), and a text's escapes become Jackson's.
+        The records of these lines (or of runs of them) are asked for before the next chunk's."""
         big = b"".join(lines)
-        if b"\\" in big:
+        escapes = b"\\" in big
+        if escapes:
             lines = [line.replace(b"\\\\", b"\\") if b"\\" in line else line for line in lines]
-        if self.texts and (b"\\u00" in big or not big.isascii()):
+        if self.texts and ((escapes and b"\\u00" in big) or not big.isascii()):
             lines = [line if line[:1] == b"X" or (b"\\u00" not in line and line.isascii()) else _rewrite(line)
                      for line in lines]
+        self._odd_chunk = big.startswith(b"X") or b"\nX" in big
         return lines
 
     def records(self, lines: Sequence[bytes]) -> tuple[list[bytes], list[bytes] | None]:
-        """The (prepared) lines' values and keys: Kafka Connect's JSON, the general path's bytes."""
-        big = b"".join(lines)
-        odd = big.startswith(b"X") or b"\nX" in big
-        vh, vt = self.value_head, self.value_tail
-        kh, kt = self.key_head, self.key_tail
-        if kh is None or kt is None:
-            if odd:
-                return [self._odd(line)[0] if line[:1] == b"X" else vh + line[:-1] + vt for line in lines], None
-            return [vh + line[:-1] + vt for line in lines], None
+        """The (prepared) lines' values and keys: Kafka Connect's JSON, the general path's bytes.
+        The server wrote each record but its schema (its envelope's head)."""
+        vh, kh = self.value_head, self.key_head
+        if kh is None:
+            if self._odd_chunk:
+                return [self._odd(line)[0] if line[:1] == b"X" else vh + line[:-1] for line in lines], None
+            return [vh + line[:-1] for line in lines], None
         parts = [line[:-1].split(b"\t") for line in lines]
-        if not odd:
-            return [vh + p + vt for p, _ in parts], [kh + k + kt for _, k in parts]
+        if not self._odd_chunk:
+            return [vh + p for p, _ in parts], [kh + k for _, k in parts]
         values: list[bytes] = []
         keys: list[bytes] = []
         for line, (p, k) in zip(lines, parts):
@@ -157,8 +156,8 @@ class ServerRows:
                 values.append(value)
                 keys.append(key or b"")
             else:
-                values.append(vh + p + vt)
-                keys.append(kh + k + kt)
+                values.append(vh + p)
+                keys.append(kh + k)
         return values, keys
 
     def _odd(self, line: bytes) -> tuple[bytes, bytes | None]:
@@ -170,7 +169,7 @@ class ServerRows:
     def envelope(self, line: bytes) -> bytes:
         """The row's record value (what identifies a row without a key)."""
         p = line[:-1].split(b"\t", 1)[0]
-        return self._odd(line)[0] if p[:1] == b"X" else self.value_head + p + self.value_tail
+        return self._odd(line)[0] if p[:1] == b"X" else self.value_head + p
 
     def row(self, line: bytes) -> tuple[Any, ...]:
         """The (prepared) line's values as the driver gives them (for offsets and row identities);
@@ -188,7 +187,7 @@ class ServerRows:
             texts = json.loads(p[1:])
             return tuple(t if t is None or caster is None else caster(t, self.cursor)
                          for t, caster in zip(texts, self.casters))
-        obj = json.loads(b"{" + p + b"}", parse_float=Decimal)
+        obj = json.loads(b"{" + p[:-len(self.value_tail)] + b"}", parse_float=Decimal)
         out: list[Any] = []
         for v, oid in zip(obj.values(), self.oids):
             if v is None:
@@ -240,89 +239,69 @@ def server_rows(conn: Any, description: Sequence[Sequence[Any]], columns: Sequen
 
     # Each value's text as the driver reads it (a char(n) keeps its padding, which ::text drops).
     raw = ", ".join(quote(c.name) if oid == 1042 else f"{quote(c.name)}::text" for c, oid in zip(columns, oids))
-    select = f"COALESCE({fields(range(len(columns)))}, 'X' || json_build_array({raw})::text)"
-    if key_idx:
-        select += f", {fields(key_idx)}"
     vh, vt = _envelope_ends(columns, record_name, value_envelope)
+    select = f"COALESCE({fields(range(len(columns)))} || {_literal(vt)}, 'X' || json_build_array({raw})::text)"
     key_cols = [columns[i] for i in key_idx]
-    kh, kt = _envelope_ends(key_cols, key_name, key_envelope) if key_idx else (None, None)
+    kh = ""
+    if key_idx:
+        kh, kt = _envelope_ends(key_cols, key_name, key_envelope)
+        select += f", {fields(key_idx)} || {_literal(kt)}"
     return ServerRows(
         select=select, columns=list(columns), oids=oids, value_head=vh.encode(), value_tail=vt.encode(),
-        key_head=kh.encode() if kh is not None else None, key_tail=kt.encode() if kt is not None else None,
-        texts=any(o in _TEXTS for o in oids),
+        key_head=kh.encode() if key_idx else None, texts=any(o in _TEXTS for o in oids),
         general_values=values_writer(columns, record_name, value_envelope),
         general_keys=values_writer(key_cols, key_name, key_envelope, list(key_idx)) if key_idx else None,
         casters=casters, cursor=conn.cursor())
 
 
 class CopyChunks:
-    """The COPY's lines, ``size`` at a time, received on a thread of its own while the caller
-    writes and sends the previous chunk (as :class:`airconnect.connectors.jdbc.source._Chunks`
-    does for a cursor): at most two chunks wait, whatever the table's size. An error of the COPY
-    is raised by :meth:`next`; :meth:`close` cancels a COPY still under way."""
+    """The COPY's lines, ``size`` at a time, handed to ``consume`` (prepared) from inside the COPY:
+    psycopg2 calls :meth:`write` with each line, and every ``size`` lines the chunk is written and
+    sent before the next is read. One thread: the server computes the next rows meanwhile (its
+    output waits in the socket's buffer, up to megabytes on loopback), and no second Python thread
+    takes the GIL from this one (a fetching thread would, once per row: psycopg2 lets go of it
+    for each row it waits for). Memory holds a chunk and the socket's buffer."""
 
     def __init__(self, conn: Any, sql: str, size: int, prepare: Callable[[list[bytes]], list[bytes]]):
-        self._conn, self._size, self._prepare = conn, size, prepare
-        self._ready: queue.Queue[tuple[list[bytes] | None, BaseException | None]] = queue.Queue(maxsize=2)
-        self._stop = threading.Event()
+        self._conn, self._sql, self._size, self._prepare = conn, sql, size, prepare
         self._buf: list[bytes] = []
-        self.write = self._write
+        self._consume: Callable[[list[bytes]], None] | None = None
+        self._failed: BaseException | None = None  # consume's error, raised through the COPY
         self._cur = conn.cursor()
-        self._thread = threading.Thread(target=self._copy, args=(sql,), name="airconnect-jdbc-copy", daemon=True)
-        self._thread.start()
 
-    def _write(self, line: bytes) -> None:
+    def run(self, consume: Callable[[list[bytes]], None], db_error: Callable[[BaseException], Exception]) -> None:
+        """``consume(lines)`` for each chunk, in order; an error of ``consume`` is raised as it is,
+        one of the COPY as ``db_error(exc)``."""
+        self._consume = consume
+        try:
+            self._cur.copy_expert(self._sql, self)
+        except BaseException as exc:
+            if exc is self._failed:
+                raise
+            raise db_error(exc) from None
+        if self._buf:
+            self._hand_over()
+
+    def write(self, line: bytes) -> None:
         buf = self._buf
         buf.append(line)
         if len(buf) >= self._size:
-            self._buf = []
-            self._put((buf, None))
+            self._hand_over()
 
-    def _copy(self, sql: str) -> None:
+    def _hand_over(self) -> None:
+        lines, self._buf = self._buf, []
+        assert self._consume is not None
         try:
-            try:
-                self._cur.copy_expert(sql, self)
-                if self._buf:
-                    self._put((self._buf, None))
-                self._put(([], None))
-            except _Stopped:
-                raise
-            except Exception as exc:  # noqa: BLE001 - handed to the reader, raised there
-                self._put((None, exc))
-        except _Stopped:
-            return  # the reader has stopped: nobody waits for the rest (or the error)
-
-    def _put(self, item: tuple[list[bytes] | None, BaseException | None]) -> None:
-        while True:
-            if self._stop.is_set():
-                raise _Stopped
-            try:
-                self._ready.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def next(self) -> list[bytes]:
-        lines, error = self._ready.get()
-        if error is not None:
-            raise error
-        return self._prepare(lines) if lines else []
+            self._consume(self._prepare(lines))
+        except BaseException as exc:
+            self._failed = exc  # psycopg2 stops the COPY and raises it from copy_expert
+            raise
 
     def close(self) -> None:
-        """Stops the COPY (cancelled if under way) before the connection may be used again."""
-        if self._thread.is_alive():
-            self._stop.set()
+        """After an error mid-COPY: the server stops sending, the session is usable again."""
+        if self._failed is not None:
             try:
                 self._conn.cancel()
-            except Exception:  # noqa: BLE001
-                pass
-            while self._thread.is_alive():
-                try:
-                    self._ready.get_nowait()
-                except queue.Empty:
-                    pass
-                self._thread.join(0.05)
-            try:
                 self._conn.rollback()
             except Exception:  # noqa: BLE001
                 pass
@@ -330,7 +309,3 @@ class CopyChunks:
             self._cur.close()
         except Exception:  # noqa: BLE001
             pass
-
-
-class _Stopped(Exception):
-    """The reader stopped: the COPY's thread ends (psycopg2 ends the COPY with the error)."""

@@ -183,6 +183,24 @@ class JdbcSourceResult:
         }
 
 
+def _each_chunk(chunks: _Chunks | CopyChunks, consume: Callable[[Sequence[Any]], None], what: str) -> None:
+    """``consume(rows)`` for each chunk, in order; an error fetching them as the database's."""
+    def db_error(exc: BaseException) -> Exception:
+        return _db_error(exc, f"{what}: fetching rows")
+
+    if isinstance(chunks, CopyChunks):
+        chunks.run(consume, db_error)
+        return
+    while True:
+        try:
+            rows = chunks.next()
+        except Exception as exc:  # noqa: BLE001
+            raise db_error(exc) from None
+        if not rows:
+            return
+        consume(rows)
+
+
 def _same(row: Any) -> Any:
     return row
 
@@ -453,15 +471,10 @@ class JdbcSource:
             remember = bool(self.lookback) and ts_idx is not None
             timestamp_only = self.mode == "timestamp"
             batch = self.batch
-            while True:
-                try:
-                    rows = chunks.next()
-                except Exception as exc:  # noqa: BLE001
-                    raise _db_error(exc, f"{what}: fetching rows") from None
-                if not rows:
-                    break
-                # A chunk's rows go in runs written at once (rows.values_writer); one row at a time
-                # only where a row may be one the stored offset remembers, or a batch may be cut.
+            def consume(rows: Sequence[Any]) -> None:
+                """One chunk. Its rows go in runs written at once (rows.values_writer); one row at a
+                time only where a row may be one the stored offset remembers, or a batch may be cut."""
+                nonlocal skip_until, previous, last_row, count, batch_rows
                 i, n = 0, len(rows)
                 while i < n:
                     if skip_until is not None or count >= batch:
@@ -483,15 +496,17 @@ class JdbcSource:
                         end = min(n, i + batch - count)
                     run = rows if i == 0 and end == n else rows[i:end]
                     run_values, run_keys = records(run)
-                    values += run_values
+                    values.extend(run_values)
                     if run_keys is not None:
-                        keys += run_keys
+                        keys.extend(run_keys)
                     if remember:
                         batch_rows += run
                     last_row = run[-1]
                     count += len(run)
                     i = end
                 send()
+
+            _each_chunk(chunks, consume, what)
             if count:
                 previous = commit()
             elif (previous is offset and offset is not None and baseline is not None
@@ -514,14 +529,8 @@ class JdbcSource:
               records: Callable[[Sequence[Sequence[Any]]], tuple[list[bytes], list[bytes] | None]],
               table: TableResult, what: str) -> None:
         """A whole snapshot in one transaction: a crash (or an error) mid-snapshot leaves none of it visible."""
-        while True:
-            try:
-                rows = chunks.next()
-            except Exception as exc:  # noqa: BLE001
-                raise _db_error(exc, f"{what}: fetching rows") from None  # the delivery aborts the batch
-            if not rows:
-                break
-            delivery.send(topic, *records(rows))
+        # (an error: the delivery aborts the batch)
+        _each_chunk(chunks, lambda rows: delivery.send(topic, *records(rows)), what)
         table.records += delivery.commit_snapshot().records
         table.batches = 1
 
