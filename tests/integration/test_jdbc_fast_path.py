@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airconnect.connectors.jdbc.dialect import DIALECTS
-from airconnect.connectors.jdbc.rows import describe_columns, fragments_for, value_writer, values_writer
+from airconnect.connectors.jdbc.rows import Column, describe_columns, fragments_for, value_writer, values_writer
 from airconnect.core.errors import DataError
 from helpers import generator
 
@@ -90,13 +92,13 @@ def _same(v: object) -> str:
 
 
 class Table:
-    def __init__(self, kind: str, name: str):
+    def __init__(self, kind: str, name: str, columns: str | None = None):
         gen = generator()
         self.kind, self.name = kind, name
         self.dialect = DIALECTS["postgres" if kind == "postgres" else "mysql"]
         self.conn = gen.connect_pg() if kind == "postgres" else gen.connect_mysql()
         self.dialect.prepare_session(self.conn)
-        self.execute(f"CREATE TABLE {name} {PG_TABLE if kind == 'postgres' else MY_TABLE}")
+        self.execute(f"CREATE TABLE {name} {columns or (PG_TABLE if kind == 'postgres' else MY_TABLE)}")
 
     def execute(self, sql: str, params=None) -> None:
         cur = self.conn.cursor()
@@ -119,17 +121,21 @@ class Table:
             cur.close()
         self.conn.commit()
 
-    def both_ways(self, zone: dt.tzinfo) -> int:
-        """Reads the table the general way and the fast way; asserts the same bytes (or the same
-        refusal) for every row and the same values read back; returns how many cells the fast path
-        took as text."""
+    def general(self, zone: dt.tzinfo) -> tuple[Any, list[tuple], list[Column], Callable[[Any], bytes]]:
+        """The table's description, its rows as the driver reads them, its columns, the general writer."""
         cur = self.conn.cursor()
         cur.execute(f"SELECT * FROM {self.name} ORDER BY id")
         description = cur.description
         expected_rows = cur.fetchall()
         cur.close()
         columns = describe_columns(self.dialect, description, zone, {})
-        general = value_writer(columns, "t", True)
+        return description, expected_rows, columns, value_writer(columns, "t", True)
+
+    def both_ways(self, zone: dt.tzinfo) -> int:
+        """Reads the table the general way and the fast way; asserts the same bytes (or the same
+        refusal) for every row and the same values read back; returns how many cells the fast path
+        took as text."""
+        description, expected_rows, columns, general = self.general(zone)
         frag = fragments_for(self.dialect, self.conn, description, columns, zone)
         assert frag is not None
         fast = values_writer(columns, "t", True, fragments=frag)
@@ -245,12 +251,7 @@ def pg_server_rows() -> st.SearchStrategy[list[tuple]]:
 
 class ServerTable(Table):
     def __init__(self, name: str):
-        gen = generator()
-        self.kind, self.name = "postgres", name
-        self.dialect = DIALECTS["postgres"]
-        self.conn = gen.connect_pg()
-        self.dialect.prepare_session(self.conn)
-        self.execute(f"CREATE TABLE {name} {PG_SERVER_TABLE}")
+        super().__init__("postgres", name, PG_SERVER_TABLE)
 
     def both_ways(self, zone: dt.tzinfo = UTC) -> int:
         """The general path (the driver's values, the writers) and the server's JSON over COPY: the
@@ -258,13 +259,7 @@ class ServerTable(Table):
         returns how many rows the server wrote itself."""
         from airconnect.connectors.jdbc.pgcopy import CopyChunks, server_rows
 
-        cur = self.conn.cursor()
-        cur.execute(f"SELECT * FROM {self.name} ORDER BY id")
-        description = cur.description
-        expected_rows = cur.fetchall()
-        cur.close()
-        columns = describe_columns(self.dialect, description, zone, {})
-        general = value_writer(columns, "t", True)
+        description, expected_rows, columns, general = self.general(zone)
         general_key = values_writer([columns[0]], "k", True, [0])
         server = server_rows(self.conn, description, columns, {}, [0], zone, self.dialect.quote, "t", True, "k", True)
         assert server is not None
