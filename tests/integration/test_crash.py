@@ -260,10 +260,15 @@ def test_s3_sink_survives_kills_at_every_point(tmp_path, kafka, unique):
             n += 1
         assert producer.flush(30) == 0
 
+    bodies: dict[tuple[str, str, str], bytes] = {}  # (bucket, key, ETag) -> body: each round reads only new objects
+
     def objects(bucket: str) -> dict[str, bytes]:
-        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-                for o in page.get("Contents", [])]
-        return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+        listed = [(o["Key"], o["ETag"]) for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                  for o in page.get("Contents", [])]
+        for key, etag in listed:
+            if (bucket, key, etag) not in bodies:
+                bodies[(bucket, key, etag)] = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return {key: bodies[(bucket, key, etag)] for key, etag in listed}
 
     def records(bucket: str) -> list[int]:
         import gzip
