@@ -169,7 +169,7 @@ def reset_named_offsets(name: str, store: KeyValueStore, kafka: Mapping[str, Any
 
 def journal_tombstones(name: str, kafka: Mapping[str, Any], keys: list[bytes]) -> None:
     """A tombstone in ``airconnect-offsets`` for each journal key (a reset, or an offset altered)."""
-    if not keys or not Admin(kafka).topics().get(OFFSETS_TOPIC):
+    if not keys or not Admin(kafka).partitions(OFFSETS_TOPIC):
         return
     producer = Producer({**client_config(kafka), "enable.idempotence": True, "acks": "all"})
     for key in keys:

@@ -41,9 +41,6 @@ from airconnect.connectors.jdbc.offset import UTC
 from airconnect.connectors.jdbc.rows import Column, _envelope_ends, _is_utc, values_writer
 from airconnect.core.data import json_string
 
-#: Off in the tests that compare it with the cursor path.
-ENABLED = True
-
 _INTS: Final = (20, 21, 23)
 _TEXTS: Final = (25, 1043, 1042)
 _TS_FORMAT: Final = "'\\\"YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\\\"'"
@@ -54,8 +51,9 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _value_sql(oid: int, c: str, nullable: bool, column: Column) -> str | None:
-    """The SQL of a value's JSON text; NULL when the server cannot write it as the writer does."""
+def _value_sql(oid: int, c: str, nullable: bool, scale: Any, utc: bool) -> str | None:
+    """The SQL of a column's JSON text (NULL for a value the server cannot write as the writer
+    does); None for a column whose type the server does not write here at all."""
     if oid in _INTS:
         expr = f"{c}::text"
         return f"COALESCE({expr}, 'null')" if nullable else expr
@@ -65,21 +63,13 @@ def _value_sql(oid: int, c: str, nullable: bool, column: Column) -> str | None:
     if oid in _TEXTS:
         expr = f"to_json({c})::text"
         return f"COALESCE({expr}, 'null')" if nullable else expr
-    if oid == 1700:
+    if oid == 1700 and isinstance(scale, int) and 0 <= scale <= 6:
         expr = f"NULLIF({c}::text, 'NaN')"
-    elif oid in (1184, 1114):
+    elif oid == 1184 or (oid == 1114 and utc):
         expr = f"CASE WHEN {_TS_RANGE.format(c=c)} THEN to_char({c}, {_TS_FORMAT}) END"
     else:
         return None
     return f"CASE WHEN {c} IS NULL THEN 'null' ELSE {expr} END" if nullable else expr
-
-
-def _eligible(oid: int, column: Column, scale: Any, utc: bool) -> bool:
-    if oid in _INTS or oid == 16 or oid in _TEXTS or oid == 1184:
-        return True
-    if oid == 1700:
-        return isinstance(scale, int) and 0 <= scale <= 6
-    return oid == 1114 and utc
 
 
 # A JSON string's escapes the server writes as Python's json does but Jackson does not (upper-case
@@ -207,7 +197,7 @@ def server_rows(conn: Any, description: Sequence[Sequence[Any]], columns: Sequen
                 record_name: str, value_envelope: bool, key_name: str, key_envelope: bool) -> ServerRows | None:
     """The server-written rows for this query's columns, or None (another driver than psycopg2, a
     column of a type the server does not write as the writer does, repeated column names)."""
-    if not ENABLED or not type(conn).__module__.startswith("psycopg2") or getattr(conn, "encoding", "") != "UTF8":
+    if not type(conn).__module__.startswith("psycopg2") or getattr(conn, "encoding", "") != "UTF8":
         return None
     names = [c.name for c in columns]
     if len(set(names)) != len(names) or not columns:
@@ -221,9 +211,7 @@ def server_rows(conn: Any, description: Sequence[Sequence[Any]], columns: Sequen
     for d, c in zip(description, columns):
         oid = d[1]
         scale = d[5] if len(d) > 5 else None
-        if not _eligible(oid, c, scale, utc):
-            return None
-        expr = _value_sql(oid, quote(c.name), nullable.get(c.name, True), c)
+        expr = _value_sql(oid, quote(c.name), nullable.get(c.name, True), scale, utc)
         if expr is None:
             return None
         exprs.append(expr)
