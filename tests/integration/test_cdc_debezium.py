@@ -133,13 +133,15 @@ def test_airconnect_and_debezium_give_the_same_events(tmp_path, kafka, unique):
     cur.execute(f"CREATE TABLE {sales} (id int PRIMARY KEY, item varchar(32) NOT NULL, price numeric(12,2), "
                 "qty bigint, sold_at timestamptz(6), day date, local_ts timestamp(6), ms_ts timestamp(3), flag boolean, "
                 "note text, r real, d double precision, s smallint NOT NULL DEFAULT 0, doc jsonb, u uuid, raw bytea, "
-                "n numeric)")
+                "n numeric, bits bit(12) DEFAULT B'000000000101', wide varbit(64))")
     cur.execute(f"CREATE TABLE {stock} (id int PRIMARY KEY, item varchar(32) NOT NULL, qty int)")
     cur.execute(f"ALTER TABLE {stock} REPLICA IDENTITY FULL")
     cur.execute(f"INSERT INTO {sales} VALUES (1, 'apple', 1.50, 10, '2018-10-01 01:01:01.5+00', '2018-10-01', "
                 "'2018-10-01 01:01:01.123456', '2018-10-01 01:01:01.123', true, 'ü 売上', 0.1, 2.25, 3, "
-                "'{\"a\": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff', 12.345), "
-                "(2, 'pear', -0.01, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL)")
+                "'{\"a\": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff', 12.345, B'101000000011', "
+                "B'1000000000000000000000000000000000000000000000000000000000000001'), "
+                "(2, 'pear', -0.01, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, "
+                "DEFAULT, B'0')")
     cur.execute(f"INSERT INTO {stock} VALUES (1, 'apple', 5), (2, 'pear', 7)")
     tables = f"public\\.{sales},public\\.{stock}"
     plugins = tmp_path / "plugins"
@@ -162,11 +164,11 @@ def test_airconnect_and_debezium_give_the_same_events(tmp_path, kafka, unique):
         for table in (sales, stock):  # its snapshot is done
             assert len(read_records(kafka, f"{theirs}.public.{table}", 2, timeout=120)) == 2, worker.tail()
         # The changes: an update, a delete, a transaction over both tables, a key change.
-        cur.execute(f"UPDATE {sales} SET price = 9.99, note = NULL WHERE id = 1")
+        cur.execute(f"UPDATE {sales} SET price = 9.99, note = NULL, bits = b'110000000001', wide = b'10' WHERE id = 1")
         cur.execute(f"DELETE FROM {sales} WHERE id = 2")
         cur.execute(f"BEGIN; INSERT INTO {sales} (id, item, price) VALUES (3, 'fig', 100000.01); "
                     f"UPDATE {stock} SET qty = qty - 1 WHERE id = 1; DELETE FROM {stock} WHERE id = 2; COMMIT")
-        cur.execute(f"UPDATE {sales} SET id = 4 WHERE id = 3")
+        cur.execute(f"UPDATE {sales} SET id = 4, bits = NULL WHERE id = 3")
         run(definition, store, kafka, connect=lambda: psycopg2.connect(DSN))
         for table, count in ((sales, 2 + 1 + 2 + 1 + 3), (stock, 2 + 1 + 2)):
             mine = read_records(kafka, f"{ours}.public.{table}", count)
@@ -220,13 +222,15 @@ def test_airconnect_and_debezium_give_the_same_events_on_mariadb(tmp_path, kafka
                 "qty BIGINT, sold_at TIMESTAMP(6) NULL, day DATE, local_ts DATETIME(6), ms_ts DATETIME(3), "
                 "flag TINYINT(1), bit1 BIT(1), note TEXT, r FLOAT, d DOUBLE, s SMALLINT NOT NULL DEFAULT 0, "
                 "u INT UNSIGNED, big BIGINT UNSIGNED, doc JSON, raw VARBINARY(8), t TIME(6), kind ENUM('a', 'b'), "
-                "tags SET('x', 'y'), c CHAR(3), state VARCHAR(8) NOT NULL DEFAULT 'new') DEFAULT CHARSET=utf8mb4")
+                "tags SET('x', 'y'), c CHAR(3), state VARCHAR(8) NOT NULL DEFAULT 'new', bits BIT(12) DEFAULT b'101', "
+                "wide BIT(64)) DEFAULT CHARSET=utf8mb4")
     cur.execute(f"CREATE TABLE {stock} (id INT PRIMARY KEY, item VARCHAR(32) NOT NULL, qty INT)")
     cur.execute(f"INSERT INTO {sales} VALUES (1, 'apple', 1.50, 10, '2018-10-01 01:01:01.5', '2018-10-01', "
                 "'2018-10-01 01:01:01.123456', '2018-10-01 01:01:01.123', 1, b'1', 'ü 売上', 0.5, 2.25, 3, "
                 "4000000000, 18000000000000000000, '{\"a\": [1, 2]}', x'00ff', '12:34:56.789', 'b', 'y,x', 'xy', "
-                "'old'), (2, 'pear', -0.01, NULL, '2018-10-01 00:00:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
-                "NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, '', NULL, DEFAULT)")
+                "'old', b'101000000011', b'1000000000000000000000000000000000000000000000000000000000000001'), "
+                "(2, 'pear', -0.01, NULL, '2018-10-01 00:00:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+                "NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, '', NULL, DEFAULT, DEFAULT, b'0')")
     cur.execute(f"INSERT INTO {stock} VALUES (1, 'apple', 5), (2, 'pear', 7)")
     tables = f"pos\\.{sales},pos\\.{stock}"
     plugins = tmp_path / "plugins"
@@ -254,7 +258,7 @@ def test_airconnect_and_debezium_give_the_same_events_on_mariadb(tmp_path, kafka
         for table in (sales, stock):  # its snapshot is done
             assert len(read_records(kafka, f"{theirs}.pos.{table}", 2, timeout=120)) == 2, worker.tail()
         # The changes: an update, a delete, a transaction over both tables, a key change.
-        cur.execute(f"UPDATE {sales} SET price = 9.99, note = NULL WHERE id = 1")
+        cur.execute(f"UPDATE {sales} SET price = 9.99, note = NULL, bits = b'110000000001', wide = b'10' WHERE id = 1")
         cur.execute(f"DELETE FROM {sales} WHERE id = 2")
         cur.execute("BEGIN")
         cur.execute(f"INSERT INTO {sales} (id, item, price, sold_at, tags, big) VALUES (3, 'fig', 100000.01, "
@@ -262,7 +266,7 @@ def test_airconnect_and_debezium_give_the_same_events_on_mariadb(tmp_path, kafka
         cur.execute(f"UPDATE {stock} SET qty = qty - 1 WHERE id = 1")
         cur.execute(f"DELETE FROM {stock} WHERE id = 2")
         cur.execute("COMMIT")
-        cur.execute(f"UPDATE {sales} SET id = 4 WHERE id = 3")
+        cur.execute(f"UPDATE {sales} SET id = 4, bits = NULL WHERE id = 3")
         run(definition, store, kafka, connect=maria_connect, db_params=MARIA_PARAMS)
         for table, count in ((sales, 2 + 1 + 2 + 1 + 3), (stock, 2 + 1 + 2)):
             mine = read_records(kafka, f"{ours}.pos.{table}", count)

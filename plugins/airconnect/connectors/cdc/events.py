@@ -39,8 +39,11 @@ class Column:
     schema: dict[str, Any]  # Connect's field schema without "field"
     convert: Callable[[Any], Any]
     #: What Debezium writes for this column when a delete's old row lacks it (a NOT NULL
-    #: column outside the replica identity): the type's zero value ("" / 0 / false).
+    #: column outside the replica identity): its default, else the type's zero value ("" / 0 / false).
     missing: Any = None
+    #: What a NULL is written as: Connect's JsonConverter writes a field's default in its place
+    #: (replace.null.with.default, true by default).
+    null: Any = None
 
     @property
     def optional(self) -> bool:
@@ -229,6 +232,28 @@ def bytes_column(name: str, optional: bool) -> Column:
     return named(plain("bytes", optional, _bytes_b64, ""), name)
 
 
+def _bits(v: Any) -> int:
+    if isinstance(v, int):
+        return v
+    if isinstance(v, (bytes, bytearray)):  # the client library's BIT(n): big-endian bytes
+        return int.from_bytes(v, "big")
+    return int(v, 2)  # the binlog reader's: "101000000011", the most significant bit first
+
+
+def bits_column(name: str, optional: bool, length: int, *, padded: bool) -> Column:
+    """bit(n > 1) as Debezium writes it: io.debezium.data.Bits, the bits as little-endian bytes
+    (Java's BitSet.toByteArray: as few as the highest set bit needs); ``padded`` (its MariaDB
+    connector): always n/8 bytes rounded up."""
+    width = (length + 7) // 8
+
+    def convert(v: Any) -> str:
+        n = _bits(v)
+        return b64(n.to_bytes(width if padded else (n.bit_length() + 7) // 8, "little"))
+    column = logical("io.debezium.data.Bits", "bytes", optional, convert, b64(bytes(width if padded else 0)))
+    column.schema["parameters"] = {"length": str(length)}
+    return named(column, name)
+
+
 def date_column(name: str, optional: bool) -> Column:
     return named(logical("io.debezium.time.Date", "int32", optional, _date_days, 0), name)
 
@@ -254,8 +279,7 @@ def with_default(column: Column, raw: Any) -> Column:
         value = column.convert(raw)
     except (ValueError, TypeError, ArithmeticError, DataError):
         return column
-    return Column(column.name, {**column.schema, "default": value}, column.convert,
-                  value if not column.optional else None)
+    return Column(column.name, {**column.schema, "default": value}, column.convert, value, value)
 
 
 def time_column(name: str, optional: bool, precision: int) -> Column:
@@ -320,11 +344,11 @@ class TableEvents:
             if c.name in values:
                 v = values[c.name]
                 try:
-                    out[c.name] = None if v is None else c.convert(v)
+                    out[c.name] = c.null if v is None else c.convert(v)
                 except (ValueError, TypeError, ArithmeticError) as exc:
                     raise DataError(f"column {c.name!r}: cannot convert {v!r} ({exc})") from None
             else:
-                out[c.name] = c.missing if fill_missing else None
+                out[c.name] = c.missing if fill_missing else c.null
         return out
 
     def key(self, row: Mapping[str, Any]) -> bytes | None:

@@ -20,6 +20,7 @@ between the change and the run).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -32,6 +33,7 @@ from airconnect.connectors.cdc.events import (
     Column,
     TableEvents,
     airconnect_version,
+    bits_column,
     bool_column,
     bytes_column,
     date_column,
@@ -78,10 +80,10 @@ def _unquote(text: str) -> str:
     return text.replace("''", "'").replace("\\'", "'").replace("\\\\", "\\")
 
 
-def maria_default(text: str | None) -> str | None:
-    """``information_schema.COLUMNS.COLUMN_DEFAULT`` as the text a column's converter reads when it
-    is a constant (``0``, ``'new'``, ``b'1'``); None for none (``NULL``) or an expression
-    (``current_timestamp()``), which Debezium leaves out of the schema too."""
+def maria_default(text: str | None) -> str | int | None:
+    """``information_schema.COLUMNS.COLUMN_DEFAULT`` as the value a column's converter reads when it
+    is a constant (``0``, ``'new'``; ``b'101'`` as the number 5); None for none (``NULL``) or an
+    expression (``current_timestamp()``), which Debezium leaves out of the schema too."""
     if text is None or text == "NULL":
         return None
     if len(text) >= 2 and text[0] == "'" and text[-1] == "'":
@@ -89,7 +91,7 @@ def maria_default(text: str | None) -> str | None:
     if _NUMBER.match(text):
         return text
     m = _BITS.match(text)
-    return None if m is None else str(int(m.group(1), 2))
+    return None if m is None else int(m.group(1), 2)
 
 
 def _signed64(v: Any) -> int:
@@ -122,8 +124,9 @@ def maria_column(name: str, data_type: str, column_type: str, optional: bool, pr
         return float_column(name, "double", optional)
     if t in ("decimal", "numeric"):
         return decimal_column(name, optional, precision, scale if scale is not None else 0, decimal_mode)
-    if t == "bit" and column_type.lower() in ("bit(1)", "bit"):
-        return bool_column(name, optional)
+    if t == "bit":
+        length = int(precision or 1)
+        return bool_column(name, optional) if length == 1 else bits_column(name, optional, length, padded=True)
     if t == "date":
         return date_column(name, optional)
     if t == "datetime":
@@ -551,7 +554,7 @@ class MariaDbCdcSource:
 def _trimmed(column: Column) -> Column:
     if column.schema.get("name") != "io.debezium.time.ZonedTimestamp":
         return column
-    return Column(column.name, column.schema, lambda v: zoned_iso(v, 0), column.missing)
+    return dataclasses.replace(column, convert=lambda v: zoned_iso(v, 0))
 
 
 def _gtid_text(position: Mapping[tuple[int, int], int]) -> str:

@@ -37,6 +37,7 @@ from airconnect.connectors.cdc.events import (
     Column,
     TableEvents,
     airconnect_version,
+    bits_column,
     bool_column,
     bytes_column,
     date_column,
@@ -76,6 +77,7 @@ WAL2JSON_OPTIONS: Final = ("'format-version','2','include-timestamp','1','includ
                            "'include-transaction','1','include-types','1','include-lsn','1'")
 _NUMERIC = re.compile(r"^numeric\((\d+),(\d+)\)$")
 _PRECISION = re.compile(r"^(?:timestamp|time)\((\d)\)")
+_BIT = re.compile(r"^bit( varying)?(?:\((\d+)\))?$")
 
 
 def lsn_int(text: str) -> int:
@@ -124,6 +126,12 @@ def pg_column(name: str, type_name: str, optional: bool, decimal_mode: str) -> C
         return string_column(name, optional, "io.debezium.data.Xml")
     if t == "bytea":
         return bytes_column(name, optional)
+    m = _BIT.match(t)
+    if m and m.group(2):  # bit(n) and bit varying(n): Bits, bit(1) a boolean (bit varying unbounded: its text)
+        length = int(m.group(2))
+        return bool_column(name, optional) if length == 1 and not m.group(1) else bits_column(name, optional, length, padded=False)
+    if t == "bit":
+        return bool_column(name, optional)
     return string_column(name, optional)  # text, varchar, char and any other type: its text form
 
 
@@ -578,7 +586,7 @@ class PostgresCdcSource:
         self._sql(conn, "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (self.slot, lsn_text(lsn)))
 
 
-_STRING_DEFAULT = re.compile(r"^'((?:[^']|'')*)'::[a-z ]+(?:\(\d+(?:,\d+)?\))?(?: with(?:out)? time zone)?$")
+_STRING_DEFAULT = re.compile(r"^'((?:[^']|'')*)'::(?:[a-z ]+|\"bit\")(?:\(\d+(?:,\d+)?\))?(?: with(?:out)? time zone)?$")
 _NUMBER_DEFAULT = re.compile(r"^\(?(-?\d+(?:\.\d+)?)\)?(?:::[a-z ]+)?$")
 
 
