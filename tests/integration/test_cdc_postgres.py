@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 
 from airconnect.connectors.jdbc.source import JdbcSource
-from airconnect.core.errors import ConfigError, PermanentError
+from airconnect.core.errors import ConfigError, DataError, PermanentError
 from airconnect.core.manage import reset_offsets
 from airconnect.core.offsets import MemoryStore
 from airconnect.core.registry import validate
@@ -197,6 +197,22 @@ def test_a_dropped_slot_is_a_clear_error_and_a_reset_recovers(pg):
     again = pg.run(connect_psycopg3)
     assert again["snapshot_records"] == 2
     assert [(e["op"], e["after"]["id"]) for e in pg.events(sales)] == [("r", 1), ("r", 1), ("r", 2)]
+
+
+def test_a_snapshot_row_it_cannot_write_names_it_and_the_fixed_row_comes_once(pg):
+    sales = pg.table("sales")
+    pg.sql(f"INSERT INTO {sales} (id, item, price) VALUES (1, 'apple', 1.5), (2, 'pear', 'NaN')")
+    with pytest.raises(DataError) as err:  # Connect's Decimal has no NaN
+        pg.run()
+    message = str(err.value)
+    assert f"connector 'cdc-pg-{pg.u}'" in message and sales in message and "'price'" in message, message
+    assert pg.events(sales) == []
+    pg.sql(f"UPDATE {sales} SET price = 2 WHERE id = 2")
+    pg.run()
+    pg.sql(f"INSERT INTO {sales} (id, item, price) VALUES (3, 'fig', 3)")
+    pg.run()
+    assert [(e["op"], e["after"]["id"], price(e["after"])) for e in pg.events(sales)] == [
+        ("r", 1, 1.5), ("r", 2, 2.0), ("c", 3, 3.0)]
 
 
 def test_unsupported_keys_are_refused_naming_the_key(pg):

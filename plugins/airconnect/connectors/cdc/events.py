@@ -237,7 +237,7 @@ def _bits(v: Any) -> int:
         return v
     if isinstance(v, (bytes, bytearray)):  # the client library's BIT(n): big-endian bytes
         return int.from_bytes(v, "big")
-    return int(v, 2)  # the binlog reader's: "101000000011", the most significant bit first
+    return int(v, 2) if v else 0  # text ("101000000011", the most significant bit first; B'' is "")
 
 
 def bits_column(name: str, optional: bool, length: int, *, padded: bool) -> Column:
@@ -347,6 +347,8 @@ class TableEvents:
                     out[c.name] = c.null if v is None else c.convert(v)
                 except (ValueError, TypeError, ArithmeticError) as exc:
                     raise DataError(f"column {c.name!r}: cannot convert {v!r} ({exc})") from None
+                except DataError as exc:
+                    raise DataError(f"column {c.name!r}: {exc}") from None
             else:
                 out[c.name] = c.missing if fill_missing else c.null
         return out

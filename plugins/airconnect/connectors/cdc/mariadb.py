@@ -363,7 +363,12 @@ class MariaDbCdcSource:
                    for m in ("first", "first_in_data_collection", "true", "last_in_data_collection", "last")}
 
         def emit(row: tuple[Any, ...], marker: str) -> None:
-            after = enc.row(dict(zip(names, row)))
+            values_of = dict(zip(names, row))
+            try:
+                after = enc.row(values_of)
+            except DataError as exc:
+                raise DataError(f"{self._what()} ({info.db}.{info.table}, snapshot, row "
+                                f"{ {k: values_of.get(k) for k in info.key} }): {exc}") from None
             values.append(enc.value(None, after, sources[marker], "r"))
             keys.append(enc.key(after))
 

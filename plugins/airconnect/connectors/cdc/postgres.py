@@ -127,11 +127,9 @@ def pg_column(name: str, type_name: str, optional: bool, decimal_mode: str) -> C
     if t == "bytea":
         return bytes_column(name, optional)
     m = _BIT.match(t)
-    if m and m.group(2):  # bit(n) and bit varying(n): Bits, bit(1) a boolean (bit varying unbounded: its text)
-        length = int(m.group(2))
+    if m:  # bit(1) is a boolean; bit(n) and bit varying(n): Bits (bit varying unbounded: length 2^31-1, as JDBC says)
+        length = int(m.group(2) or (2**31 - 1 if m.group(1) else 1))
         return bool_column(name, optional) if length == 1 and not m.group(1) else bits_column(name, optional, length, padded=False)
-    if t == "bit":
-        return bool_column(name, optional)
     return string_column(name, optional)  # text, varchar, char and any other type: its text form
 
 
@@ -395,8 +393,8 @@ class PostgresCdcSource:
                 for ti, info in enumerate(infos):
                     self._snapshot_table(conn, delivery, info, ti == 0, ti == len(infos) - 1, started_us, lsn,
                                          sequence, result)
-                conn.rollback()
             finally:
+                conn.rollback()  # (also after a failure: autocommit cannot change inside a transaction)
                 conn.autocommit = True
             seconds = time.time_ns() // 1000 - started_us
             if seconds / 1e6 > SNAPSHOT_SECONDS_MAX:
@@ -428,7 +426,12 @@ class PostgresCdcSource:
         now = time.time_ns()
 
         def emit(row: tuple[Any, ...], marker: str) -> None:
-            after = enc.row(dict(zip(names, row)))
+            values_of = dict(zip(names, row))
+            try:
+                after = enc.row(values_of)
+            except DataError as exc:
+                raise DataError(f"{self._what()} ({info.schema}.{info.table}, snapshot, row "
+                                f"{ {k: values_of.get(k) for k in info.key} }): {exc}") from None
             values.append(enc.value(None, after, sources[marker], "r", now))
             keys.append(enc.key(after))
 
