@@ -28,11 +28,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from airconnect.connectors.cdc.base import CdcResult, CdcSource, debezium_topic
 from airconnect.connectors.cdc.events import (
     SNAPSHOT_SECONDS_MAX,
     Column,
     TableEvents,
-    airconnect_version,
     bits_column,
     bool_column,
     bytes_column,
@@ -50,14 +50,12 @@ from airconnect.connectors.cdc.events import (
     zoned_iso,
     zoned_timestamp_column,
 )
-from airconnect.connectors.cdc.postgres import CdcResult, _topic
 from airconnect.connectors.cdc.spec import MARIADB_CDC, include_list, included
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.delivery import SourceDelivery
-from airconnect.core.errors import ConfigError, DataError, OffsetError, PermanentError, TransientError
+from airconnect.core.errors import DataError, OffsetError, PermanentError, TransientError
 from airconnect.core.failpoints import failpoint
 from airconnect.core.offsets import KeyValueStore
-from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -174,44 +172,26 @@ def _domains(text: str) -> dict[int, int]:
     return {d: n for (d, _), n in gtid_map(text).items()}
 
 
-class MariaDbCdcSource:
+class MariaDbCdcSource(CdcSource):
     """One bounded pass: the snapshot on the first run (snapshot.mode=initial), then the binlog."""
+
+    connector_class = MARIADB_CDC
+    database = "MariaDB"
 
     def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any],
                  connect: Callable[[], Any] | None = None, db_params: Mapping[str, Any] | None = None):
-        if config.cls is not MARIADB_CDC:
-            raise ConfigError(f"is {config.cls.name}, not a MariaDB CDC source", connector=config.name,
-                              key="connector.class")
-        if connect is None:
-            raise PermanentError(f"connector '{config.name}': no database connection factory was given")
+        super().__init__(config, store, kafka, connect, db_params)
         if not db_params:
             raise PermanentError(f"connector '{config.name}': the binlog reader needs the database's address and "
                                  "credentials (db_params from the Airflow Connection of 'db.conn.id')")
-        self.config = config
-        self.name = config.name
-        self.store = store
-        self.kafka = dict(kafka)
-        self.connect = connect
         self.params = dict(db_params)
-        self.prefix: str = config["topic.prefix"]
-        self.tables_re = include_list(config["table.include.list"])
         self.dbs_re = include_list(config["database.include.list"])
-        self.batch: int = config["max.batch.size"]
-        self.tombstones: bool = config["tombstones.on.delete"]
-        self.decimal_mode: str = config["decimal.handling.mode"]
-        self.key_schemas: bool = config["key.converter.schemas.enable"]
-        self.value_schemas: bool = config["value.converter.schemas.enable"]
         self.flavour = "mysql" if "mysql" in str(config.raw.get("connector.class", "")).lower() else "mariadb"
         self.source_schema = source_schema(f"io.debezium.connector.{self.flavour}.Source", SOURCE_FIELDS)
-        self.version = airconnect_version()
-        self.partition = {"server": self.prefix}
         self._tables: dict[tuple[str, str], MariaTable | None] = {}
         self._events: dict[tuple[str, str], TableEvents] = {}
-        self._topics: set[str] = set()
         self.default_db = str(self.params.get("database") or "")
-
-    def _what(self) -> str:
-        return f"connector '{self.name}'"
+        self._end = ""  # the binlog's GTID position when the run began
 
     def _included(self, db: str, table: str) -> bool:
         if db in SYSTEM_DBS:
@@ -223,46 +203,29 @@ class MariaDbCdcSource:
             return False
         return included(self.tables_re, f"{db}.{table}")
 
-    def run(self) -> CdcResult:
-        result = CdcResult(self.name)
-        progress = Progress(log, self._what(), unit="changes")
-        try:
-            conn = self.connect()
-        except Exception as exc:  # noqa: BLE001 - DB-API modules share no base class
-            raise TransientError(f"{self._what()}: connecting to the database of the Airflow Connection "
-                                 f"'{self.config['db.conn.id']}': {exc}") from None
-        try:
-            cur = conn.cursor()
-            cur.execute("SET time_zone = '+00:00'")
-            cur.execute("SELECT @@gtid_binlog_pos, @@log_bin, @@binlog_format")
-            end, log_bin, fmt = cur.fetchone()
-            cur.close()
-            if not log_bin or str(fmt).upper() != "ROW":
-                raise PermanentError(f"{self._what()}: MariaDB's binlog must be on and row-based (--log-bin "
-                                     f"--binlog-format=ROW --binlog-row-image=FULL); it is log_bin={log_bin}, "
-                                     f"binlog_format={fmt}")
-            with SourceDelivery(self.name, self.store, self.kafka, progress=progress) as delivery:
-                stored = delivery.stored(self.partition)
-                if stored is not None and not isinstance(stored.get("gtids"), str):
-                    raise OffsetError(f"{self._what()}: the stored offset {stored!r} has no 'gtids' string")
-                offset = delivery.resume(self.partition, stored)
-                if offset is None:
-                    if self.config["snapshot.mode"] == "initial":
-                        offset = self._snapshot(conn, delivery, result)
-                    else:
-                        offset = {"gtids": end}
-                        delivery.note(self.partition, offset)
-                result.offset = self._stream(delivery, offset, end, result)
-        finally:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001
-                pass
-        progress.done()
-        result.records = progress.count
-        result.topics = sorted(self._topics)
-        result.seconds = round(progress.seconds, 3)
-        return result
+    def _prepare(self, conn: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute("SELECT @@gtid_binlog_pos, @@log_bin, @@binlog_format")
+        self._end, log_bin, fmt = cur.fetchone()
+        cur.close()
+        if not log_bin or str(fmt).upper() != "ROW":
+            raise PermanentError(f"{self._what()}: MariaDB's binlog must be on and row-based (--log-bin "
+                                 f"--binlog-format=ROW --binlog-row-image=FULL); it is log_bin={log_bin}, "
+                                 f"binlog_format={fmt}")
+
+    def _pass(self, conn: Any, delivery: SourceDelivery, result: CdcResult) -> dict[str, Any]:
+        stored = delivery.stored(self.partition)
+        if stored is not None and not isinstance(stored.get("gtids"), str):
+            raise OffsetError(f"{self._what()}: the stored offset {stored!r} has no 'gtids' string")
+        offset = delivery.resume(self.partition, stored)
+        if offset is None:
+            if self.config["snapshot.mode"] == "initial":
+                offset = self._snapshot(conn, delivery, result)
+            else:
+                offset = {"gtids": self._end}
+                delivery.note(self.partition, offset)
+        return self._stream(delivery, offset, self._end, result)
 
     # -- tables
 
@@ -296,16 +259,11 @@ class MariaDbCdcSource:
         if enc is None:
             record = f"{self.prefix}.{info.db}.{info.table}"
             columns = [_trimmed(c) for c in info.columns] if snapshot else info.columns
-            enc = TableEvents(topic=_topic(record), record_name=record, columns=columns, key_columns=info.key,
+            enc = TableEvents(topic=debezium_topic(record), record_name=record, columns=columns, key_columns=info.key,
                               source=self.source_schema, key_schemas=self.key_schemas, value_schemas=self.value_schemas)
             if not snapshot:
                 self._events[k] = enc
         return enc
-
-    def _ensure(self, delivery: SourceDelivery, topic: str) -> None:
-        if topic not in self._topics:
-            delivery.ensure_topic(topic)
-            self._topics.add(topic)
 
     def _source(self, info: MariaTable, *, ts_ms: int, snapshot: str, server_id: int, gtid: str | None, file: str,
                 pos: int, row: int) -> dict[str, Any]:
@@ -349,46 +307,13 @@ class MariaDbCdcSource:
         import MySQLdb.cursors
 
         enc = self._enc(info, snapshot=True)
-        self._ensure(delivery, enc.topic)
         names = [c.name for c in info.columns]
         scur = conn.cursor(MySQLdb.cursors.SSCursor)
         scur.execute("SELECT " + ", ".join(_q(n) for n in names) + f" FROM {_q(info.db)}.{_q(info.table)}")
-        pending: tuple[Any, ...] | None = None
-        first = True
-        values: list[bytes | None] = []
-        keys: list[bytes | None] = []
-
-        sources = {m: dumps(self._source(info, ts_ms=ts_ms, snapshot=m, server_id=0, gtid=None, file=file, pos=pos,
-                                         row=0))
-                   for m in ("first", "first_in_data_collection", "true", "last_in_data_collection", "last")}
-
-        def emit(row: tuple[Any, ...], marker: str) -> None:
-            values_of = dict(zip(names, row))
-            try:
-                after = enc.row(values_of)
-            except DataError as exc:
-                raise DataError(f"{self._what()} ({info.db}.{info.table}, snapshot, row "
-                                f"{ {k: values_of.get(k) for k in info.key} }): {exc}") from None
-            values.append(enc.value(None, after, sources[marker], "r"))
-            keys.append(enc.key(after))
-
-        while True:
-            rows = scur.fetchmany(FETCH)
-            if not rows:
-                break
-            for row in rows:
-                if pending is not None:
-                    emit(pending, ("first" if ti == 0 else "first_in_data_collection") if first else "true")
-                    first = False
-                pending = row
-            delivery.send(enc.topic, values, keys)  # type: ignore[arg-type]
-            result.snapshot_records += len(values)
-            values.clear()
-            keys.clear()
-        if pending is not None:
-            emit(pending, "last" if ti == count - 1 else "last_in_data_collection")
-            delivery.send(enc.topic, values, keys)  # type: ignore[arg-type]
-            result.snapshot_records += len(values)
+        self._snapshot_rows(delivery, enc, scur.fetchmany, FETCH, names, f"{info.db}.{info.table}",
+                            lambda marker: self._source(info, ts_ms=ts_ms, snapshot=marker, server_id=0, gtid=None,
+                                                        file=file, pos=pos, row=0),
+                            ti == 0, ti == count - 1, result)
         scur.close()
 
     # -- the binlog
@@ -485,17 +410,6 @@ class MariaDbCdcSource:
         delivery.commit(self.partition, offset)
         result.batches += 1
         failpoint("cdc.committed")
-
-    def _send(self, delivery: SourceDelivery, events: list[tuple[str, bytes | None, bytes | None]]) -> None:
-        i = 0
-        while i < len(events):
-            topic = events[i][0]
-            j = i
-            while j < len(events) and events[j][0] == topic:
-                j += 1
-            self._ensure(delivery, topic)
-            delivery.send(topic, [e[2] for e in events[i:j]], [e[1] for e in events[i:j]])  # type: ignore[misc]
-            i = j
 
     def _named(self, info: MariaTable, values: Mapping[str, Any],
                none_sources: Mapping[str, str] | None = None) -> dict[str, Any]:

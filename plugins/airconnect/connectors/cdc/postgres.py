@@ -27,16 +27,16 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
+from airconnect.connectors.cdc.base import CdcResult, CdcSource, debezium_topic
 from airconnect.connectors.cdc.events import (
     SNAPSHOT_SECONDS_MAX,
     Column,
     TableEvents,
-    airconnect_version,
     bits_column,
     bool_column,
     bytes_column,
@@ -54,13 +54,12 @@ from airconnect.connectors.cdc.events import (
     with_default,
     zoned_timestamp_column,
 )
-from airconnect.connectors.cdc.spec import POSTGRES_CDC, include_list, included
+from airconnect.connectors.cdc.spec import POSTGRES_CDC, included
 from airconnect.core.config import ConnectorConfig
 from airconnect.core.delivery import SourceDelivery
-from airconnect.core.errors import ConfigError, DataError, OffsetError, PermanentError, TransientError
+from airconnect.core.errors import DataError, OffsetError, PermanentError, TransientError
 from airconnect.core.failpoints import failpoint
 from airconnect.core.offsets import KeyValueStore
-from airconnect.core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -143,23 +142,6 @@ class TableInfo:
     full_identity: bool
 
 
-@dataclass
-class CdcResult:
-    connector: str
-    records: int = 0
-    snapshot_records: int = 0
-    transactions: int = 0  # with changes of the included tables
-    skipped_transactions: int = 0  # delivered already (a run that died before advancing the slot)
-    other_transactions: int = 0  # no change of an included table
-    batches: int = 0
-    topics: list[str] = field(default_factory=list)
-    offset: dict[str, Any] | None = None
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 def replication_params(conn: Any, db_params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Where to open a replication-protocol connection: ``db_params`` (from the Airflow
     Connection), else what the DB-API connection says about itself (psycopg 2 and 3 both tell)."""
@@ -172,95 +154,57 @@ def replication_params(conn: Any, db_params: Mapping[str, Any] | None) -> dict[s
             "dbname": info.dbname}
 
 
-class PostgresCdcSource:
+class PostgresCdcSource(CdcSource):
     """One bounded pass: the snapshot on the first run (snapshot.mode=initial), then the changes."""
+
+    connector_class = POSTGRES_CDC
+    database = "PostgreSQL"
 
     def __init__(self, config: ConnectorConfig, store: KeyValueStore, kafka: Mapping[str, Any],
                  connect: Callable[[], Any] | None = None, db_params: Mapping[str, Any] | None = None):
-        if config.cls is not POSTGRES_CDC:
-            raise ConfigError(f"is {config.cls.name}, not a PostgreSQL CDC source", connector=config.name,
-                              key="connector.class")
-        if connect is None:
-            raise PermanentError(f"connector '{config.name}': no database connection factory was given")
-        self.config = config
-        self.name = config.name
-        self.store = store
-        self.kafka = dict(kafka)
-        self.connect = connect
-        self.db_params = db_params
-        self.prefix: str = config["topic.prefix"]
+        super().__init__(config, store, kafka, connect, db_params)
         self.slot: str = config["slot.name"]
-        self.patterns = include_list(config["table.include.list"])
-        self.batch: int = config["max.batch.size"]
-        self.tombstones: bool = config["tombstones.on.delete"]
-        self.decimal_mode: str = config["decimal.handling.mode"]
-        self.key_schemas: bool = config["key.converter.schemas.enable"]
-        self.value_schemas: bool = config["value.converter.schemas.enable"]
-        self.version = airconnect_version()
-        self.partition = {"server": self.prefix}
         self._info: dict[tuple[str, str], TableInfo | None] = {}
         self._events: dict[tuple[Any, ...], TableEvents] = {}
-        self._topics: set[str] = set()
         self.db = ""
-
-    def _what(self) -> str:
-        return f"connector '{self.name}'"
 
     # -- the run
 
-    def run(self) -> CdcResult:
-        result = CdcResult(self.name)
-        progress = Progress(log, self._what(), unit="changes")
-        try:
-            conn = self.connect()
-        except Exception as exc:  # noqa: BLE001 - DB-API modules share no base class
-            raise TransientError(f"{self._what()}: connecting to the database of the Airflow Connection "
-                                 f"'{self.config['db.conn.id']}': {exc}") from None
-        try:
-            conn.autocommit = True
-            cur = conn.cursor()
-            cur.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; "
-                        "SET IntervalStyle = 'iso_8601'")
-            cur.execute("SELECT current_database()")
-            self.db = cur.fetchone()[0]
-            cur.close()
-            with SourceDelivery(self.name, self.store, self.kafka, progress=progress) as delivery:
-                stored = delivery.stored(self.partition)
-                problem = POSTGRES_CDC.check_offset(self.config, self.partition, stored) if stored is not None \
-                    and POSTGRES_CDC.check_offset is not None else None
-                if problem:
-                    raise OffsetError(f"{self._what()}: the stored offset {problem}")
-                offset = delivery.resume(self.partition, stored)
-                slot = self._slot(conn)
-                if offset is None:
-                    if self.config["snapshot.mode"] == "initial":
-                        if slot is not None:
-                            log.warning("%s: replication slot '%s' exists but there is no offset (the offsets "
-                                        "were reset, or a first run died); dropping it for a new snapshot", self._what(), self.slot)
-                            self._sql(conn, "SELECT pg_drop_replication_slot(%s)", (self.slot,))
-                        offset = self._snapshot(conn, delivery, result)
-                    else:
-                        if slot is None:
-                            lsn = self._sql(conn, "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, "
-                                                  "'wal2json')", (self.slot,))[0][0]
-                            offset = {"lsn": lsn_int(lsn)}
-                        else:
-                            offset = {"lsn": lsn_int(slot["confirmed"])}
-                        delivery.note(self.partition, offset)
-                    slot = self._slot(conn)
-                self._check_slot(slot, offset)
-                offset = self._stream(conn, delivery, offset, slot, result)
-                result.offset = offset
-        finally:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001
-                pass
-        progress.done()
-        result.records = progress.count
-        result.topics = sorted(self._topics)
-        result.seconds = round(progress.seconds, 3)
-        return result
+    def _prepare(self, conn: Any) -> None:
+        conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; "
+                    "SET IntervalStyle = 'iso_8601'")
+        cur.execute("SELECT current_database()")
+        self.db = cur.fetchone()[0]
+        cur.close()
+
+    def _pass(self, conn: Any, delivery: SourceDelivery, result: CdcResult) -> dict[str, Any]:
+        stored = delivery.stored(self.partition)
+        problem = POSTGRES_CDC.check_offset(self.config, self.partition, stored) if stored is not None \
+            and POSTGRES_CDC.check_offset is not None else None
+        if problem:
+            raise OffsetError(f"{self._what()}: the stored offset {problem}")
+        offset = delivery.resume(self.partition, stored)
+        slot = self._slot(conn)
+        if offset is None:
+            if self.config["snapshot.mode"] == "initial":
+                if slot is not None:
+                    log.warning("%s: replication slot '%s' exists but there is no offset (the offsets "
+                                "were reset, or a first run died); dropping it for a new snapshot", self._what(), self.slot)
+                    self._sql(conn, "SELECT pg_drop_replication_slot(%s)", (self.slot,))
+                offset = self._snapshot(conn, delivery, result)
+            else:
+                if slot is None:
+                    lsn = self._sql(conn, "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, "
+                                          "'wal2json')", (self.slot,))[0][0]
+                    offset = {"lsn": lsn_int(lsn)}
+                else:
+                    offset = {"lsn": lsn_int(slot["confirmed"])}
+                delivery.note(self.partition, offset)
+            slot = self._slot(conn)
+        self._check_slot(slot, offset)
+        return self._stream(conn, delivery, offset, slot, result)
 
     def _sql(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cur = conn.cursor()
@@ -327,7 +271,7 @@ class PostgresCdcSource:
         if enc is None:
             record = f"{self.prefix}.{info.schema}.{info.table}"
             enc = TableEvents(
-                topic=_topic(record),
+                topic=debezium_topic(record),
                 record_name=record,
                 columns=[self._column(info, n, t, not notnull.get(n, False)) for n, t in cols],
                 key_columns=info.key, source=SOURCE_SCHEMA,
@@ -345,11 +289,6 @@ class PostgresCdcSource:
                 "snapshot": snapshot, "db": self.db, "sequence": sequence, "ts_us": ts_us, "ts_ns": ts_us * 1000,
                 "schema": info.schema, "table": info.table, "txId": tx, "lsn": lsn, "xmin": None, "origin": None,
                 "origin_lsn": None}
-
-    def _ensure(self, delivery: SourceDelivery, topic: str) -> None:
-        if topic not in self._topics:
-            delivery.ensure_topic(topic)
-            self._topics.add(topic)
 
     # -- the snapshot
 
@@ -386,7 +325,7 @@ class PostgresCdcSource:
                 cur.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                             "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
                             "AND n.nspname NOT LIKE 'pg\\_toast%%' AND NOT c.relispartition ORDER BY 1, 2")
-                tables = [(s, t) for s, t in cur.fetchall() if included(self.patterns, f"{s}.{t}")]
+                tables = [(s, t) for s, t in cur.fetchall() if included(self.tables_re, f"{s}.{t}")]
                 cur.close()
                 infos = [i for i in (self._table_info(conn, s, t) for s, t in tables) if i is not None]
                 sequence = json.dumps([None, str(lsn)], separators=(",", ":"))
@@ -410,49 +349,15 @@ class PostgresCdcSource:
     def _snapshot_table(self, conn: Any, delivery: SourceDelivery, info: TableInfo, first_table: bool,
                         last_table: bool, ts_us: int, lsn: int, sequence: str, result: CdcResult) -> None:
         enc = self._events_for(info)
-        self._ensure(delivery, enc.topic)
         names = [c[0] for c in info.columns]
         select = ", ".join(f'{_qi(n)}::text' for n in names)
         cur = conn.cursor(name=f"airconnect_snap_{abs(hash(enc.topic)) % 10**8}")
         cur.itersize = FETCH
         cur.execute(f"SELECT {select} FROM {_qi(info.schema)}.{_qi(info.table)}")
-        pending: tuple[Any, ...] | None = None
-        first = True
-        values: list[bytes | None] = []
-        keys: list[bytes | None] = []
-
-        sources = {m: dumps(self._source(info, ts_us=ts_us, snapshot=m, tx=None, lsn=lsn, sequence=sequence))
-                   for m in ("first", "first_in_data_collection", "true", "last_in_data_collection", "last")}
-        now = time.time_ns()
-
-        def emit(row: tuple[Any, ...], marker: str) -> None:
-            values_of = dict(zip(names, row))
-            try:
-                after = enc.row(values_of)
-            except DataError as exc:
-                raise DataError(f"{self._what()} ({info.schema}.{info.table}, snapshot, row "
-                                f"{ {k: values_of.get(k) for k in info.key} }): {exc}") from None
-            values.append(enc.value(None, after, sources[marker], "r", now))
-            keys.append(enc.key(after))
-
-        while True:
-            rows = cur.fetchmany(FETCH)
-            if not rows:
-                break
-            now = time.time_ns()
-            for row in rows:
-                if pending is not None:
-                    emit(pending, ("first" if first_table else "first_in_data_collection") if first else "true")
-                    first = False
-                pending = row
-            delivery.send(enc.topic, values, keys)  # type: ignore[arg-type]
-            result.snapshot_records += len(values)
-            values.clear()
-            keys.clear()
-        if pending is not None:
-            emit(pending, "last" if last_table else "last_in_data_collection")
-            delivery.send(enc.topic, values, keys)  # type: ignore[arg-type]
-            result.snapshot_records += len(values)
+        self._snapshot_rows(delivery, enc, cur.fetchmany, FETCH, names, f"{info.schema}.{info.table}",
+                            lambda marker: self._source(info, ts_us=ts_us, snapshot=marker, tx=None, lsn=lsn,
+                                                        sequence=sequence),
+                            first_table, last_table, result)
         cur.close()
 
     # -- the stream
@@ -531,26 +436,15 @@ class PostgresCdcSource:
     def _add_tables(self) -> str:
         """wal2json's own table filter when ``table.include.list`` names tables literally
         (``public\\.sales``): other tables' changes are then not even written as JSON."""
-        names = [p.pattern.replace("\\.", ".") for p in self.patterns]
+        names = [p.pattern.replace("\\.", ".") for p in self.tables_re]
         if not names or not all(re.fullmatch(r"[A-Za-z0-9_]+\.[A-Za-z0-9_]+", n) for n in names):
             return ""
         return ",'add-tables','" + ",".join(names) + "'"
 
-    def _send(self, delivery: SourceDelivery, events: list[tuple[str, bytes | None, bytes | None]]) -> None:
-        i = 0
-        while i < len(events):
-            topic = events[i][0]
-            j = i
-            while j < len(events) and events[j][0] == topic:
-                j += 1
-            self._ensure(delivery, topic)
-            delivery.send(topic, [e[2] for e in events[i:j]], [e[1] for e in events[i:j]])  # type: ignore[misc]
-            i = j
-
     def _change(self, conn: Any, doc: Mapping[str, Any], lsn: int, xid: int, ts_us: int, last_commit: int | None,
                 out: list[tuple[str, bytes | None, bytes | None]]) -> None:
         schema, table = doc["schema"], doc["table"]
-        if not included(self.patterns, f"{schema}.{table}"):
+        if not included(self.tables_re, f"{schema}.{table}"):
             return
         info = self._table_info(conn, schema, table)
         if info is None:  # dropped since: its changes still decode, the catalog no longer has it
@@ -628,7 +522,3 @@ def _commit_micros(text: str) -> int:
 def _qi(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
-
-def _topic(record: str) -> str:
-    """Debezium's topic naming: characters other than A-Z a-z 0-9 . _ - become '_'."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", record)
