@@ -204,7 +204,10 @@ def plain(type_: str, optional: bool, convert: Callable[[Any], Any], missing: An
 
 
 def named(column: Column, name: str) -> Column:
-    return Column(name, column.schema, column.convert, None if column.optional else column.missing)
+    """The column called ``name``; a NULL in a NOT NULL column (MariaDB's zero date, read as None)
+    is written as the type's zero value, as Debezium does."""
+    zero = None if column.optional else column.missing
+    return Column(name, column.schema, column.convert, zero, zero)
 
 
 INT_TYPES: Final = {"int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64"}

@@ -115,7 +115,7 @@ def maria_column(name: str, data_type: str, column_type: str, optional: bool, pr
         return int_column(name, "int64" if t != "mediumint" and unsigned else "int32", optional)
     if t == "bigint":
         column = int_column(name, "int64", optional)
-        return Column(name, column.schema, _signed64, column.missing) if unsigned else column
+        return dataclasses.replace(column, convert=_signed64) if unsigned else column
     if t == "float":
         return float_column(name, "float", optional)
     if t in ("double", "real"):
@@ -246,6 +246,8 @@ class MariaDbCdcSource(CdcSource):
                 column = maria_column(n, dt_, ct, nullable == "YES", None if p is None else int(p),
                                       None if s is None else int(s), None if dp is None else int(dp), self.decimal_mode)
                 raw = maria_default(default)
+                if isinstance(raw, str) and raw.startswith("0000-00-00"):  # a zero date: the epoch, as Debezium
+                    raw = "1970-01-01" + raw[10:]
                 columns.append(column if raw is None else with_default(column, raw))
             self._tables[k] = None if not cols else MariaTable(db, table, columns, key)
         return self._tables[k]
