@@ -27,7 +27,7 @@ PG_COLUMNS = [
 ROWS = [
     (1, 2, True, 0.5, Decimal("12.30"), dt.datetime(2018, 10, 31, 23, 30, tzinfo=UTC), dt.datetime(2018, 11, 1, 8, 30),
      dt.date(2018, 11, 1), b"\x00\xff", "お茶 500ml", 'say "hi"\\\n\x01'),
-    (None, None, None, None, None, None, None, None, None, None, None),
+    (3, None, None, None, None, None, None, None, None, None, None),  # (id is NOT NULL)
     # Values in another zone, microseconds, an int subclass (bool in an int column), a str subclass,
     # Decimal exponent forms, a year below 1000, a timestamp given as text.
     (True, 7, False, 1e-300, Decimal("1E+3"), dt.datetime(2018, 3, 25, 1, 59, 59, 999999, tzinfo=TOKYO),
@@ -69,6 +69,19 @@ def test_the_chunk_writer_equals_the_row_writer(zone, envelope):
     row[4] = Decimal("NaN")
     with pytest.raises(DataError, match="DECIMAL value NaN"):
         values_writer(columns, "t", envelope)([ROWS[0], row])
+
+
+@pytest.mark.parametrize("envelope", [True, False], ids=["schemas", "schemaless"])
+def test_a_null_in_a_not_null_column_is_refused_naming_the_column(envelope):
+    """MariaDB gives None for a zero date (0000-00-00) even in a NOT NULL column: its field is
+    required, so every writer refuses it (JsonConverter would, and Kafka Connect's JDBC source
+    does) instead of writing a null a consumer cannot read."""
+    columns = pg_columns()
+    row = (None,) + ROWS[0][1:]
+    for write in (value_writer(columns, "t", envelope), value_writer_reference(columns, "t", envelope),
+                  lambda r: values_writer(columns, "t", envelope)([ROWS[0], r])):
+        with pytest.raises(DataError, match="column 'id' is NOT NULL, yet the database gave no value"):
+            write(row)
 
 
 def test_the_written_record():

@@ -163,6 +163,23 @@ def describe_columns(dialect: Dialect, description: Sequence[Sequence[Any]], zon
     return columns
 
 
+def _refuse_null(column: Column) -> Callable[[], str]:
+    """What a NULL in a NOT NULL column is written as: nothing, it is refused (its schema field is
+    required, and JsonConverter refuses null there, as Kafka Connect's JDBC source does)."""
+    def refuse() -> str:
+        raise DataError(f"column {column.name!r} is NOT NULL, yet the database gave no value (MariaDB and MySQL give "
+                        "none for a zero date, 0000-00-00); its field is required, so a null cannot be written")
+    return refuse
+
+
+def _null_expr(column: Column, i: int, env: dict[str, Any]) -> str:
+    """The writer's expression for a None in ``column``: ``'null'``, or a refusal if it is required."""
+    if column.schema.get("optional", True):
+        return "'null'"
+    env[f"_n{i}"] = _refuse_null(column)
+    return f"_n{i}()"
+
+
 def _envelope_ends(columns: Sequence[Column], record_name: str, envelope: bool) -> tuple[str, str]:
     """What comes before and after a row's payload fields: JsonConverter's envelope with the
     struct schema (built once), or just the braces without schemas."""
@@ -195,7 +212,7 @@ def value_writer(columns: Sequence[Column], record_name: str, envelope: bool,
         env[f"_p{i}"] = ("," if i else "") + _dumps_str(c.name) + ":"
         env[f"_w{i}"] = c.write
         expr = c.inline.format(v=f"v{i}", w=f"_w{i}") if c.inline else f"_w{i}(v{i})"
-        lines.append(f"    s{i} = 'null' if v{i} is None else ({expr})")
+        lines.append(f"    s{i} = {_null_expr(c, i, env)} if v{i} is None else ({expr})")
         pieces += [f"_p{i}", f"s{i}"]
     env["_tail"] = tail
     pieces.append("_tail")
@@ -211,11 +228,12 @@ def value_writer_reference(columns: Sequence[Column], record_name: str, envelope
     """The plain form of :func:`value_writer`: a loop over the columns."""
     prefixes = [_dumps_str(c.name) + ":" for c in columns]
     writers = [c.write for c in columns]
+    nulls = [(lambda: "null") if c.schema.get("optional", True) else _refuse_null(c) for c in columns]
     head, tail = _envelope_ends(columns, record_name, envelope)
-    pairs = list(zip(prefixes, writers))
+    triples = list(zip(prefixes, writers, nulls))
 
     def write(row: Sequence[Any]) -> bytes:
-        return (head + ",".join([p + ("null" if v is None else w(v)) for (p, w), v in zip(pairs, row)]) + tail).encode()
+        return (head + ",".join([p + (n() if v is None else w(v)) for (p, w, n), v in zip(triples, row)]) + tail).encode()
     return write
 
 
@@ -260,7 +278,7 @@ def values_writer(columns: Sequence[Column], record_name: str, envelope: bool, i
         elif fragments is not None and fragments.casts(c):
             inline = "{v} if {v}.__class__ is str else (" + inline + ")"
         expr = inline.format(v=refs[i], w=f"_w{i}")
-        items += [f"_p{i}", f"('null' if {refs[i]} is None else ({expr}))"]
+        items += [f"_p{i}", f"({_null_expr(c, i, env)} if {refs[i]} is None else ({expr}))"]
     items.append("_tail")
     body = f"[_join(({', '.join(items)},)).encode() for {target} in {source}]"
     names = ", ".join(env)
