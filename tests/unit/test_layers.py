@@ -84,12 +84,16 @@ def test_every_module_imports_first_on_its_own():
 
     import airconnect
 
+    from concurrent.futures import ThreadPoolExecutor
+
     names = [m.name for m in pkgutil.walk_packages(airconnect.__path__, "airconnect.")]
     code = "import importlib, sys; importlib.import_module(sys.argv[1])"
-    failed = []
-    for name in names:
+
+    def first_import(name: str) -> str | None:
         proc = subprocess.run([sys.executable, "-c", code, name], cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")}, capture_output=True, text=True)
-        if proc.returncode != 0:
-            failed.append(f"{name}: {proc.stderr.strip().splitlines()[-1]}")
+        return None if proc.returncode == 0 else f"{name}: {proc.stderr.strip().splitlines()[-1]}"
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # one interpreter per module, a core each
+        failed = [f for f in pool.map(first_import, names) if f is not None]
     assert failed == []
