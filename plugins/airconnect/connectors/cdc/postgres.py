@@ -45,7 +45,9 @@ from airconnect.connectors.cdc.events import (
     dumps,
     float_column,
     int_column,
+    logical,
     micros_of_naive,
+    named,
     snapshot_too_long,
     source_schema,
     string_column,
@@ -77,6 +79,8 @@ WAL2JSON_OPTIONS: Final = ("'format-version','2','include-timestamp','1','includ
 _NUMERIC = re.compile(r"^numeric\((\d+),(\d+)\)$")
 _PRECISION = re.compile(r"^(?:timestamp|time)\((\d)\)")
 _BIT = re.compile(r"^bit( varying)?(?:\((\d+)\))?$")
+#: Types whose value is their text (an array of them is a Connect array of strings).
+_TEXT_TYPES: Final = ("text", "character varying", "character", "name", "citext")
 
 
 def lsn_int(text: str) -> int:
@@ -88,9 +92,112 @@ def lsn_text(n: int) -> str:
     return f"{n >> 32:X}/{n & 0xFFFFFFFF:X}"
 
 
+_INTERVAL = re.compile(r"^P(?:(-?\d+)Y)?(?:(-?\d+)M)?(?:(-?\d+)D)?(?:T(?:(-?\d+)H)?(?:(-?\d+)M)?(?:(-?[\d.]+)S)?)?$")
+_TIMETZ = re.compile(r"^(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d)(?::?(\d\d))?(?::?(\d\d))?$")
+
+
+def interval_micros(v: Any) -> int:
+    """io.debezium.time.MicroDuration: an interval (ISO 8601 text, the session's IntervalStyle) in
+    microseconds, a month counted as 365.25 / 12 days, computed in doubles as Debezium does."""
+    m = _INTERVAL.match(v)
+    if m is None:
+        raise ValueError(f"not an ISO 8601 interval: {v!r}")
+    years, months, days, hours, minutes = (int(g or 0) for g in m.groups()[:5])
+    seconds = float(m.group(6) or 0)
+    number_of_days = (years * 12 + months) * (365.25 / 12) + days
+    return int(((((number_of_days * 24 + hours) * 60) + minutes) * 60 + seconds) * 1e6)
+
+
+def zoned_time(v: Any) -> str:
+    """io.debezium.time.ZonedTime: a time with time zone in UTC, ISO 8601 (``03:34:56.789Z``: the
+    fraction without trailing zeros, as Java's ISO_OFFSET_TIME writes it)."""
+    m = _TIMETZ.match(v)
+    if m is None:
+        raise ValueError(f"not a time with time zone: {v!r}")
+    hh, mm, ss, frac, oh, om, os_ = m.groups()
+    sign = -1 if oh[0] == "-" else 1
+    offset = sign * (abs(int(oh)) * 3600 + int(om or 0) * 60 + int(os_ or 0))
+    t = (int(hh) * 3600 + int(mm) * 60 + int(ss) - offset) % 86400
+    frac = (frac or "").rstrip("0")
+    return f"{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}" + ("." + frac if frac else "") + "Z"
+
+
+def money_text(v: Any) -> str:
+    """money's text (lc_monetary C, the session's: ``-$1,234.56``) as a plain decimal."""
+    text = str(v)
+    number = re.sub(r"[^0-9.]", "", text)
+    return "-" + number if "-" in text or "(" in text else number
+
+
+def pg_array(text: str) -> list[Any]:
+    """A one-dimensional array's text (``{"a b",c,NULL}``) as its elements' texts (None for NULL);
+    a nested array as nested lists."""
+    if not (text.startswith("{") and text.endswith("}")):
+        raise ValueError(f"not an array: {text!r}")
+    items, i = _array_items(text, 1)
+    if i != len(text):
+        raise ValueError(f"not an array: {text!r}")
+    return items
+
+
+def _array_items(text: str, i: int) -> tuple[list[Any], int]:
+    items: list[Any] = []
+    if text[i] == "}":
+        return items, i + 1
+    while True:
+        if text[i] == "{":
+            nested, i = _array_items(text, i + 1)
+            items.append(nested)
+        elif text[i] == '"':
+            i += 1
+            buf = []
+            while text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                buf.append(text[i])
+                i += 1
+            items.append("".join(buf))
+            i += 1
+        else:
+            j = i
+            while text[j] not in ",}":
+                j += 1
+            token = text[i:j]
+            items.append(None if token == "NULL" else token)
+            i = j
+        if text[i] == "}":
+            return items, i + 1
+        i += 1  # the comma
+
+
+def array_column(name: str, optional: bool, element: Column) -> Column:
+    """``type[]`` as Debezium maps it: a Connect array of the element type's values."""
+    convert = element.convert
+
+    def elements(v: Any) -> list[Any]:
+        def each(items: list[Any]) -> list[Any]:
+            return [None if x is None else each(x) if isinstance(x, list) else convert(x) for x in items]
+        return each(pg_array(v) if isinstance(v, str) else list(v))
+    items = {k: val for k, val in element.schema.items() if k != "default"}
+    return named(Column("", {"type": "array", "items": {**items, "optional": True}, "optional": optional},
+                        elements, []), name)
+
+
 def pg_column(name: str, type_name: str, optional: bool, decimal_mode: str) -> Column:
     """A PostgreSQL column (``format_type``'s name, as wal2json reports it) as Debezium maps it."""
     t = type_name
+    if t.endswith("[]"):
+        element = pg_column(name, t[:-2], True, decimal_mode)
+        if element.schema.get("type") != "string" or element.schema.get("name") or re.sub(r"\(.*\)", "", t[:-2]) in _TEXT_TYPES:
+            return array_column(name, optional, element)
+        return string_column(name, optional)  # an array of a type kept as text: the array's text
+    if t == "interval":
+        return named(logical("io.debezium.time.MicroDuration", "int64", optional, interval_micros, 0), name)
+    if t == "money":
+        column = decimal_column(name, optional, None, 2, decimal_mode)
+        return Column(name, column.schema, lambda v: column.convert(money_text(v)), column.missing, column.null)
+    if t.startswith("time") and t.endswith("with time zone") and not t.startswith("timestamp"):
+        return named(logical("io.debezium.time.ZonedTime", "string", optional, zoned_time, ""), name)
     if t == "smallint":
         return int_column(name, "int16", optional)
     if t == "integer":
@@ -174,7 +281,7 @@ class PostgresCdcSource(CdcSource):
         conn.autocommit = True
         cur = conn.cursor()
         cur.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; "
-                    "SET IntervalStyle = 'iso_8601'")
+                    "SET IntervalStyle = 'iso_8601'; SET lc_monetary = 'C'")
         cur.execute("SELECT current_database()")
         self.db = cur.fetchone()[0]
         cur.close()
