@@ -130,12 +130,14 @@ def test_airconnect_and_debezium_give_the_same_events(tmp_path, kafka, unique):
     sales, stock = f"cmp_sales_{unique}", f"cmp_stock_{unique}"
     ours, theirs = f"ac-{unique}", f"dbz-{unique}"
     slot_ours, slot_theirs = f"ac_{unique}", f"dbz_{unique}"
+    cur.execute(f"CREATE TYPE mood_{unique} AS ENUM ('sad', 'happy')")
     cur.execute(f"CREATE TABLE {sales} (id int PRIMARY KEY, item varchar(32) NOT NULL, price numeric(12,2), "
                 "qty bigint, sold_at timestamptz(6), day date, local_ts timestamp(6), ms_ts timestamp(3), flag boolean, "
                 "note text, r real, d double precision, s smallint NOT NULL DEFAULT 0, doc jsonb, u uuid, raw bytea, "
                 "n numeric, bits bit(12) DEFAULT B'000000000101', wide varbit(64), free varbit, "
                 "dur interval, cash money, tags text[], nums int[], addr inet, tz timetz, mac macaddr, "
-                "js json, xs xml, big numeric(30,0))")
+                "js json, xs xml, big numeric(30,0), addrs inet[], ids uuid[], days date[], span int4range, "
+                f"mood mood_{unique}, pt point, vec tsvector)")
     cur.execute(f"CREATE TABLE {stock} (id int PRIMARY KEY, item varchar(32) NOT NULL, qty int)")
     cur.execute(f"ALTER TABLE {stock} REPLICA IDENTITY FULL")
     cur.execute(f"INSERT INTO {sales} VALUES (1, 'apple', 1.50, 10, '2018-10-01 01:01:01.5+00', '2018-10-01', "
@@ -143,9 +145,12 @@ def test_airconnect_and_debezium_give_the_same_events(tmp_path, kafka, unique):
                 "'{\"a\": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff', 12.345, B'101000000011', "
                 "B'1000000000000000000000000000000000000000000000000000000000000001', B'1000000001', "
                 "'1 year 2 mons 3 days 04:05:06.789', 12.34, '{\"a b\",c}', '{1,2,3}', '192.168.0.1/24', "
-                "'12:34:56.789+09', '08:00:2b:01:02:03', '{\"k\": 1}', '<a>1</a>', 123456789012345678901234567890), "
+                "'12:34:56.789+09', '08:00:2b:01:02:03', '{\"k\": 1}', '<a>1</a>', 123456789012345678901234567890, "
+                "'{10.0.0.1}', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', '{2018-10-01,NULL}', '[1,5)', 'happy', "
+                "'(1.5,2)', 'a fat cat'), "
                 "(2, 'pear', -0.01, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, "
-                "DEFAULT, B'0', B'', NULL, NULL, '{}', NULL, NULL, NULL, NULL, NULL, NULL, NULL)")
+                "DEFAULT, B'0', B'', NULL, NULL, '{}', NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+                "NULL, NULL, NULL, NULL, NULL, NULL, NULL)")
     cur.execute(f"INSERT INTO {stock} VALUES (1, 'apple', 5), (2, 'pear', 7)")
     tables = f"public\\.{sales},public\\.{stock}"
     plugins = tmp_path / "plugins"
@@ -188,6 +193,7 @@ def test_airconnect_and_debezium_give_the_same_events(tmp_path, kafka, unique):
                     "AND NOT active", (slot_ours, slot_theirs))
         cur.execute(f"DROP PUBLICATION IF EXISTS {slot_theirs}")
         cur.execute(f"DROP TABLE IF EXISTS {sales}, {stock}")
+        cur.execute(f"DROP TYPE IF EXISTS mood_{unique}")
         conn.close()
 
 

@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from airconnect.connectors.cdc.postgres import interval_micros, pg_array, pg_column, zoned_time
+from airconnect.connectors.cdc.postgres import interval_micros, pg_array, pg_column, point, zoned_time
 
 
 def test_array_texts_with_quotes_escapes_nulls_and_nesting():
@@ -47,3 +47,14 @@ def test_money_as_a_decimal_of_scale_2():
     assert money.schema["parameters"] == {"scale": "2"}
     for text, cents in (("$12.34", 1234), ("-$1,234.56", -123456), ("$0.00", 0)):
         assert int.from_bytes(base64.b64decode(money.convert(text)), "big", signed=True) == cents
+
+
+def test_points_as_x_y_and_little_endian_wkb():
+    assert point("(1.5,2)") == {"x": 1.5, "y": 2.0, "wkb": "AQEAAAAAAAAAAAD4PwAAAAAAAABA", "srid": None}  # Debezium's
+    assert point("(-1,0)")["wkb"] == base64.b64encode(bytes.fromhex("0101000000" + "000000000000f0bf" + "00" * 8)).decode()
+
+
+def test_arrays_of_any_mapped_type_are_arrays():
+    assert pg_column("a", "inet[]", True, "precise").schema == {
+        "type": "array", "items": {"type": "string", "optional": True}, "optional": True}
+    assert pg_column("d", "date[]", True, "precise").convert("{2018-10-01,NULL}") == [17805, None]

@@ -81,10 +81,9 @@ def test_every_module_imports_first_on_its_own():
     """A DAG file may import any module first: none may need another to be imported before it
     (a cycle through a package's __init__ breaks only some import orders)."""
     import pkgutil
+    from concurrent.futures import ThreadPoolExecutor
 
     import airconnect
-
-    from concurrent.futures import ThreadPoolExecutor
 
     names = [m.name for m in pkgutil.walk_packages(airconnect.__path__, "airconnect.")]
     code = "import importlib, sys; importlib.import_module(sys.argv[1])"

@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import struct
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -37,6 +38,7 @@ from airconnect.connectors.cdc.events import (
     SNAPSHOT_SECONDS_MAX,
     Column,
     TableEvents,
+    b64,
     bits_column,
     bool_column,
     bytes_column,
@@ -79,8 +81,6 @@ WAL2JSON_OPTIONS: Final = ("'format-version','2','include-timestamp','1','includ
 _NUMERIC = re.compile(r"^numeric\((\d+),(\d+)\)$")
 _PRECISION = re.compile(r"^(?:timestamp|time)\((\d)\)")
 _BIT = re.compile(r"^bit( varying)?(?:\((\d+)\))?$")
-#: Types whose value is their text (an array of them is a Connect array of strings).
-_TEXT_TYPES: Final = ("text", "character varying", "character", "name", "citext")
 
 
 def lsn_int(text: str) -> int:
@@ -120,6 +120,13 @@ def zoned_time(v: Any) -> str:
     t = (int(hh) * 3600 + int(mm) * 60 + int(ss) - offset) % 86400
     frac = (frac or "").rstrip("0")
     return f"{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}" + ("." + frac if frac else "") + "Z"
+
+
+def point(v: Any) -> dict[str, Any]:
+    """io.debezium.data.geometry.Point: ``(1.5,2)`` as x, y and its WKB (little-endian), no SRID."""
+    x_text, _, y_text = str(v).strip("()").partition(",")
+    x, y = float(x_text), float(y_text)
+    return {"x": x, "y": y, "wkb": b64(struct.pack("<BIdd", 1, 1, x, y)), "srid": None}
 
 
 def money_text(v: Any) -> str:
@@ -187,10 +194,15 @@ def pg_column(name: str, type_name: str, optional: bool, decimal_mode: str) -> C
     """A PostgreSQL column (``format_type``'s name, as wal2json reports it) as Debezium maps it."""
     t = type_name
     if t.endswith("[]"):
-        element = pg_column(name, t[:-2], True, decimal_mode)
-        if element.schema.get("type") != "string" or element.schema.get("name") or re.sub(r"\(.*\)", "", t[:-2]) in _TEXT_TYPES:
-            return array_column(name, optional, element)
-        return string_column(name, optional)  # an array of a type kept as text: the array's text
+        return array_column(name, optional, pg_column(name, t[:-2], True, decimal_mode))
+    if t == "tsvector":
+        return string_column(name, optional, "io.debezium.data.Tsvector")
+    if t == "point":
+        return named(Column("", {"type": "struct", "fields": [
+            {"type": "double", "optional": False, "field": "x"}, {"type": "double", "optional": False, "field": "y"},
+            {"type": "bytes", "optional": True, "field": "wkb"}, {"type": "int32", "optional": True, "field": "srid"}],
+            "optional": optional, "name": "io.debezium.data.geometry.Point", "version": 1, "doc": "Geometry (POINT)"},
+            point, None), name)
     if t == "interval":
         return named(logical("io.debezium.time.MicroDuration", "int64", optional, interval_micros, 0), name)
     if t == "money":
@@ -247,6 +259,7 @@ class TableInfo:
     defaults: dict[str, Any]  # column -> its constant default (its text form)
     key: list[str]
     full_identity: bool
+    enums: dict[str, str] = field(default_factory=dict)  # column -> its enum type's labels, comma-separated
 
 
 def replication_params(conn: Any, db_params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -357,15 +370,18 @@ class PostgresCdcSource(CdcSource):
                 return None
             oid, ident = rows[0]
             cols = self._sql(conn, "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
-                                   "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a LEFT JOIN pg_attrdef d ON "
+                                   "pg_get_expr(d.adbin, d.adrelid), (SELECT string_agg(e.enumlabel, ',' ORDER BY "
+                                   "e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = a.atttypid) "
+                                   "FROM pg_attribute a LEFT JOIN pg_attrdef d ON "
                                    "d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = %s AND a.attnum > 0 "
                                    "AND NOT a.attisdropped ORDER BY a.attnum", (oid,))
             pk = self._sql(conn, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
                                  "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s AND i.indisprimary "
                                  "ORDER BY array_position(i.indkey::int2[], a.attnum)", (oid,))
-            defaults = {n: v for n, _, _, expr in cols if (v := constant(expr)) is not None}
-            self._info[key] = TableInfo(schema, table, [(n, t, bool(nn)) for n, t, nn, _ in cols], defaults,
-                                        [r[0] for r in pk], ident == "f")
+            defaults = {n: v for n, _, _, expr, _ in cols if (v := constant(expr)) is not None}
+            self._info[key] = TableInfo(schema, table, [(n, t, bool(nn)) for n, t, nn, _, _ in cols], defaults,
+                                        [r[0] for r in pk], ident == "f",
+                                        {n: labels for n, _, _, _, labels in cols if labels is not None})
         return self._info[key]
 
     def _events_for(self, info: TableInfo, columns: list[tuple[str, str]] | None = None) -> TableEvents:
@@ -387,7 +403,11 @@ class PostgresCdcSource(CdcSource):
         return enc
 
     def _column(self, info: TableInfo, name: str, type_name: str, optional: bool) -> Column:
-        column = pg_column(name, type_name, optional, self.decimal_mode)
+        if name in info.enums:  # an enum type: Debezium's Enum with the labels in their order
+            column = string_column(name, optional, "io.debezium.data.Enum")
+            column.schema["parameters"] = {"allowed": info.enums[name]}
+        else:
+            column = pg_column(name, type_name, optional, self.decimal_mode)
         return with_default(column, info.defaults[name]) if name in info.defaults else column
 
     def _source(self, info: TableInfo, *, ts_us: int, snapshot: str, tx: int | None, lsn: int | None,
