@@ -235,15 +235,19 @@ def test_airconnect_and_debezium_give_the_same_events_on_mariadb(tmp_path, kafka
                 "tags SET('x', 'y'), c CHAR(3), state VARCHAR(8) NOT NULL DEFAULT 'new', bits BIT(12) DEFAULT b'101', "
                 "wide BIT(64), zd DATE NOT NULL DEFAULT '0000-00-00', zdt DATETIME(3), "
                 "zdt0 DATETIME NOT NULL DEFAULT '0000-00-00 00:00:00', "
-                "zts TIMESTAMP NOT NULL DEFAULT '0000-00-00 00:00:00') DEFAULT CHARSET=utf8mb4")
+                "zts TIMESTAMP NOT NULL DEFAULT '0000-00-00 00:00:00', yr YEAR, tu TINYINT UNSIGNED, mu MEDIUMINT UNSIGNED, "
+                "su SMALLINT UNSIGNED, neg TIME, du DECIMAL(10,2) UNSIGNED, lt LONGTEXT, dt0 DATETIME, "
+                "ts0 TIMESTAMP NULL) DEFAULT CHARSET=utf8mb4")
     cur.execute(f"CREATE TABLE {stock} (id INT PRIMARY KEY, item VARCHAR(32) NOT NULL, qty INT)")
     cur.execute(f"INSERT INTO {sales} VALUES (1, 'apple', 1.50, 10, '2018-10-01 01:01:01.5', '2018-10-01', "
                 "'2018-10-01 01:01:01.123456', '2018-10-01 01:01:01.123', 1, b'1', 'ü 売上', 0.5, 2.25, 3, "
                 "4000000000, 18000000000000000000, '{\"a\": [1, 2]}', x'00ff', '12:34:56.789', 'b', 'y,x', 'xy', "
                 "'old', b'101000000011', b'1000000000000000000000000000000000000000000000000000000000000001', "
-                "'2018-10-01', '0000-00-00 00:00:00', '2018-10-01 01:01:01', '2018-10-01 01:01:01'), "
+                "'2018-10-01', '0000-00-00 00:00:00', '2018-10-01 01:01:01', '2018-10-01 01:01:01', 2018, 255, 16777215, "
+                "65535, '-12:34:56', 12.5, 'long', '2018-10-01 01:01:01', '2018-10-01 01:01:01'), "
                 "(2, 'pear', -0.01, NULL, '2018-10-01 00:00:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
-                "NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, '', NULL, DEFAULT, DEFAULT, b'0', DEFAULT, NULL, DEFAULT, DEFAULT)")
+                "NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, '', NULL, DEFAULT, DEFAULT, b'0', DEFAULT, NULL, DEFAULT, DEFAULT, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+                "NULL)")
     cur.execute(f"INSERT INTO {stock} VALUES (1, 'apple', 5), (2, 'pear', 7)")
     tables = f"pos\\.{sales},pos\\.{stock}"
     plugins = tmp_path / "plugins"

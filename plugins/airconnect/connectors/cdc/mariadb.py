@@ -41,6 +41,8 @@ from airconnect.connectors.cdc.events import (
     dumps,
     float_column,
     int_column,
+    logical,
+    named,
     snapshot_too_long,
     source_schema,
     string_column,
@@ -125,6 +127,8 @@ def maria_column(name: str, data_type: str, column_type: str, optional: bool, pr
     if t == "bit":
         length = int(precision or 1)
         return bool_column(name, optional) if length == 1 else bits_column(name, optional, length, padded=True)
+    if t == "year":
+        return named(logical("io.debezium.time.Year", "int32", optional, int, 0), name)
     if t == "date":
         return date_column(name, optional)
     if t == "datetime":
